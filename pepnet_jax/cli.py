@@ -1,0 +1,70 @@
+"""What ``run.py`` dispatches to: train, evaluate and predict modes."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+from pepnet_jax import checkpoint as ckpt_lib
+from pepnet_jax import train
+
+
+def maybe_initialize_distributed(config):
+  """``jax.distributed.initialize`` when ``config.distributed.enabled``."""
+  dc = config.get('distributed')
+  if dc is None or not dc.enabled:
+    return
+  kwargs = {}
+  if dc.coordinator_address:
+    kwargs = dict(coordinator_address=dc.coordinator_address,
+                  num_processes=int(dc.num_processes), process_id=int(dc.process_id))
+  jax.distributed.initialize(**kwargs)
+
+
+def restored_steps(config, workdir: str, step: int | None):
+  """Data, model and jitted steps with the parameters of a saved checkpoint."""
+  datasets, infos, data_spec, vocab, model = train.setup_run(config, workdir)
+  any_split = next(iter(datasets.values()))
+  sample = next(any_split.eval_batches(config.data.batch_size))
+  steps = train.make_steps(model, config, 1)
+  steps, state = train.jit_steps(steps, config, train.device_batch(sample), jax.random.key(0))
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train first '
+                            f'(python run.py --config ... --workdir {workdir})')
+  state, meta = ckpt.restore(state, step)
+  ckpt.close()
+  return datasets, data_spec, vocab, steps, state, int(meta.get('step', step or 0))
+
+
+def evaluate(config, workdir: str, step: int | None = None, split: str | None = None) -> dict:
+  from pepnet_jax import report as report_lib
+  datasets, data_spec, _, steps, state, step = restored_steps(config, workdir, step)
+  split = split or config.train.get('report_split', 'test')
+  if split not in datasets:
+    raise ValueError(f'--split={split!r}: this config has splits {sorted(datasets)}')
+  results = train.evaluate_dataset(steps, state.params, datasets[split], data_spec,
+                                   config.data.eval_batch_size)
+  results['split'], results['step'] = split, step
+  print(f'Evaluation on the {split} split ({datasets[split].num_rows:,} rows), checkpoint step {step}:')
+  print(report_lib.format_table(results))
+  paths = report_lib.save_report(results, workdir, name=f'report_{split}_step{step}',
+                                 title=f'{config.model.name} - {split} split, step {step}')
+  print(f'Report: {paths["json"]} and {paths["png"]}')
+  return results
+
+
+def run(config, workdir: str, mode: str, input_path=None, output_path=None, step=None,
+        split=None):
+  maybe_initialize_distributed(config)
+  if mode == 'train':
+    return train.train_and_evaluate(config, workdir)
+  if mode == 'evaluate':
+    return evaluate(config, workdir, step, split)
+  if mode == 'predict':
+    if not input_path or not output_path:
+      raise SystemExit('--mode=predict needs --input LOG.csv and --output OUT.csv')
+    from pepnet_jax import predict
+    return predict.predict_file(config, workdir, input_path, output_path, step)
+  raise ValueError(f'--mode={mode!r}')

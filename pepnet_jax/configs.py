@@ -1,0 +1,104 @@
+"""The base config every experiment starts from; each field says what it does.
+
+Experiments (``experiments/*.py``) call ``base_config()`` and override. Any
+field can be set on the command line: ``--config.model.gamma=1.5``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+KUAIRAND_TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hate',
+                  'long_view')
+
+
+def optim_config(embed_lr: float = 0.05, dense_lr: float = 5e-6) -> ml_collections.ConfigDict:
+  """The paper's recipe: AdaGrad on embedding tables, Adam on the rest."""
+  c = ml_collections.ConfigDict()
+  c.groups = ('embedding', 'dense')  # regex groups in match order; first match wins
+  c.embedding = dict(
+      regex=r'^embed/',        # parameter paths of the embedding tables
+      optimizer='adagrad', lr=embed_lr,
+      schedule='constant',     # constant | cosine | warmup_cosine | linear
+      warmup_steps=0,
+      initial_accumulator=0.1, eps=1e-7)
+  c.dense = dict(regex=r'.*', optimizer='adam', lr=dense_lr, schedule='constant',
+                 warmup_steps=0, b1=0.9, b2=0.999, eps=1e-8)
+  # Group updated row-sparsely (only the rows a batch touches; needs adagrad;
+  # identical results to the dense optax path). '' = dense optax for every group.
+  c.sparse_group = 'embedding'
+  return c
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+
+  # ---- data: files -> features -> batches (see pepnet_jax/features.py) ----
+  c.data = ml_collections.ConfigDict()
+  c.data.format = 'kuairand'          # kuairand | aliccp
+  c.data.dir = ''                     # folder with the dataset's files
+  c.data.version = 'auto'             # KuaiRand: pure | 1k | 27k | auto (from file names)
+  c.data.cache_dir = ''               # columnar cache; '' = <workdir>/cache
+  c.data.splits = dict(train=('20220408', '20220421'), valid=('20220422', '20220428'),
+                       test=('20220429', '20220508'))  # inclusive date ranges
+  c.data.random_log_split = ''        # e.g. 'test_random': also read log_random_* as a split
+  c.data.tabs = (0, 1, 2, 4)          # domains kept, in domain-index order
+  c.data.tasks = KUAIRAND_TASKS
+  c.data.group_column = 'user_id'     # GAUC groups
+  c.data.max_rows = 0                 # cap rows per split (0 = all)
+  c.data.features = []                # FeatureSpec dicts; [] = the format's preset
+  c.data.groups = {}                  # gate inputs; {} = the format's preset
+  c.data.batch_size = 1024
+  c.data.eval_batch_size = 8192
+  c.data.seed = 0                     # shuffling
+  # Generate a KuaiRand-format dataset into data.dir (or <workdir>/data) when
+  # its files are missing; rows = 0 never generates.
+  c.data.generate = dict(rows=0, users=3000, videos=2000, authors=600, seed=0, random_rows=0)
+
+  # ---- model ----
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'pepnet'             # see pepnet_jax/models/__init__.py MODELS
+  c.model.embed_dim = 16
+  c.model.tower = (256, 128, 64)      # task tower widths; a width-1 logit layer follows
+  c.model.epnet_hidden = 0            # EPNet Gate NU hidden width (0 = width of E)
+  c.model.ppnet_hidden = 64           # PPNet Gate NU hidden width (0 = prior width)
+  c.model.gamma = 2.0                 # gate outputs in (0, gamma)
+  c.model.use_epnet = True
+  c.model.use_ppnet = True
+  c.model.gate_stop_gradient = True   # paper: no gradient into E / O_ep via gate inputs
+  c.model.task_gates = 'split'        # split (paper) | separate (one Gate NU per task)
+  c.model.domain_towers = False       # one output layer per domain
+  c.model.activation = 'relu'
+  c.model.dtype = 'float32'           # towers and gates compute dtype; params stay float32
+  c.model.table_row_multiple = 128    # table rows rounded up so they split over devices
+  # baselines (pepnet_jax/models/baselines.py)
+  c.model.bottom = (256,)             # shared-bottom / expert widths
+  c.model.num_experts = 4             # MMoE / PLE shared experts
+  c.model.specific_experts = 1        # PLE task-specific experts per task
+  c.model.ple_levels = 2
+
+  c.optim = optim_config()
+
+  # ---- training loop ----
+  c.train = ml_collections.ConfigDict()
+  c.train.seed = 0
+  c.train.num_epochs = 1.0
+  c.train.num_steps = 0               # > 0 overrides num_epochs
+  c.train.task_weights = (1.0,) * len(KUAIRAND_TASKS)
+  c.train.log_every = 50
+  c.train.eval_every = 0              # validation evaluation interval (0 = only at the end)
+  c.train.checkpoint_every = 200
+  c.train.keep_checkpoints = 3
+  c.train.report_split = 'test'
+
+  # ---- devices ----
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.num_devices = 0              # 0 = all visible devices; batch split over them
+  c.mesh.shard_min_rows = 4096        # tables with at least this many rows are row-sharded
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False       # jax.distributed.initialize (multi-host)
+  c.distributed.coordinator_address = ''
+  c.distributed.num_processes = 1
+  c.distributed.process_id = 0
+  return c

@@ -1,0 +1,427 @@
+"""KuaiRand reader: the official Pure / 1K / 27K layouts -> one raw frame per split.
+
+Everything KuaiRand-shaped lives here: file names and their date ranges, the log schema,
+the join of ``user_features_*`` (on user_id) and ``video_features_basic_*`` (on video_id),
+and the quirks of the real files:
+
+* bucket strings with commas (``"[100,1k)"``) and comma-separated ``tag`` lists are quoted,
+  so they go through pandas' CSV parser and are kept as text;
+* ``-124`` is the dataset's missing code and ``UNKNOWN`` an unknown category: both become
+  NaN here, so downstream code sees one notion of "missing" (-> OOV id 1);
+* NaNs make int columns float: every non-key numeric feature column is read as float64;
+* a video absent from the video file gets NaN features (-> OOV), never another video's;
+* 27K logs come in ``_part1``/``_part2`` files, read in part order.
+
+Rows keep their file order within a split. Only the needed columns are parsed (usecols with
+explicit dtypes), in chunks, with progress lines for big files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pepnet_jax.data.errors import (DataError, check_binary, check_domains, missing_file_error,
+                                    read_csv_chunks, read_header, require_columns)
+from pepnet_jax.features import FORMATS, DataSpec, kuairand_features, kuairand_groups  # noqa: F401
+
+log = logging.getLogger('pepnet_jax.data')
+
+YEAR = 2022
+MISSING_CODE = -124
+UNKNOWN_STRINGS = ('UNKNOWN',)
+KNOWN_TABS = FORMATS['kuairand']['known_domains']
+USER_KEY, VIDEO_KEY = 'user_id', 'video_id'
+LOG_COLUMNS = ('user_id', 'video_id', 'date', 'hourmin', 'time_ms', 'is_click', 'is_like',
+               'is_follow', 'is_comment', 'is_forward', 'is_hate', 'long_view', 'play_time_ms',
+               'duration_ms', 'profile_stay_time', 'comment_stay_time', 'is_profile_enter',
+               'is_rand', 'tab')
+LABEL_COLUMNS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hate',
+                 'long_view', 'is_profile_enter', 'is_rand')
+RAW_PREDICT_COLUMNS = ('user_id', 'video_id', 'time_ms', 'tab')
+# Text columns of the feature files; every other non-key column is read as float64 (NaNs).
+TEXT_COLUMNS = ('user_active_degree', 'follow_user_num_range', 'fans_user_num_range',
+                'friend_user_num_range', 'register_days_range', 'video_type', 'upload_dt',
+                'upload_type', 'tag')
+FEATURE_FILE_COLUMNS = frozenset(
+    ['user_id', 'user_active_degree', 'is_lowactive_period', 'is_live_streamer',
+     'is_video_author', 'follow_user_num', 'follow_user_num_range', 'fans_user_num',
+     'fans_user_num_range', 'friend_user_num', 'friend_user_num_range', 'register_days',
+     'register_days_range'] + [f'onehot_feat{i}' for i in range(18)] +
+    ['video_id', 'author_id', 'video_type', 'upload_dt', 'upload_type', 'visible_status',
+     'video_duration', 'server_width', 'server_height', 'music_id', 'music_type', 'tag'])
+INT_COLUMNS = ('user_id', 'video_id', 'date', 'hourmin', 'time_ms', 'tab')
+# The official standard-log date ranges: a split touching one needs that file.
+OFFICIAL_STANDARD = ((20220408, 20220421, '4_08_to_4_21'), (20220422, 20220508, '4_22_to_5_08'))
+OFFICIAL_RANDOM = '4_22_to_5_08'
+
+_LOG_RE = re.compile(r'^log_(standard|random)_(\d{1,2})_(\d{1,2})_to_(\d{1,2})_(\d{1,2})_'
+                     r'([A-Za-z0-9]+?)(?:_part(\d+))?\.csv$')
+_FEAT_RE = re.compile(r'^(user_features|video_features_basic)_([A-Za-z0-9]+?)(?:_part(\d+))?\.csv$')
+
+
+@dataclasses.dataclass(frozen=True)
+class LogFile:
+    path: Path
+    kind: str  # 'standard' | 'random'
+    first_date: int
+    last_date: int
+    part: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The files of one KuaiRand version in one folder."""
+    directory: Path
+    version: str
+    logs: tuple[LogFile, ...]
+    user_files: tuple[Path, ...]
+    video_files: tuple[Path, ...]
+
+
+def _dtype(col: str) -> Any:
+    if col in INT_COLUMNS:
+        return 'int64'
+    if col in LABEL_COLUMNS:
+        return 'float32'
+    if col in TEXT_COLUMNS:
+        return str
+    if col in LOG_COLUMNS:
+        return 'float64'
+    return None  # unknown column: let pandas infer
+
+
+def _dtypes(cols: Sequence[str]) -> dict[str, Any]:
+    return {c: d for c in cols if (d := _dtype(c)) is not None}
+
+
+def find_layout(data_dir: str | Path, version: str = 'auto') -> Layout:
+    """Detect (or check) the version from the file names and list its files."""
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        raise DataError(f'config.data.dir={str(directory)!r} is not a folder')
+    logs: dict[str, list[LogFile]] = {}
+    feats: dict[str, dict[str, list[tuple[int, Path]]]] = {}
+    for p in sorted(directory.iterdir()):
+        if m := _LOG_RE.match(p.name):
+            kind, m1, d1, m2, d2, ver, part = m.groups()
+            lf = LogFile(p, kind, YEAR * 10000 + int(m1) * 100 + int(d1),
+                         YEAR * 10000 + int(m2) * 100 + int(d2), int(part or 0))
+            logs.setdefault(ver.lower(), []).append(lf)
+        elif m := _FEAT_RE.match(p.name):
+            role, ver, part = m.groups()
+            feats.setdefault(ver.lower(), {}).setdefault(role, []).append((int(part or 0), p))
+    found = sorted(set(logs) | set(feats))
+    if version == 'auto':
+        if not found:
+            raise missing_file_error(
+                'KuaiRand files', ['log_standard_4_08_to_4_21_<pure|1k|27k>[_partN].csv',
+                                   'user_features_<version>.csv',
+                                   'video_features_basic_<version>.csv'], directory)
+        if len(found) > 1:
+            raise DataError(f'{directory} holds several KuaiRand versions {found}; set '
+                            'config.data.version to one of them')
+        version = found[0]
+    version = version.lower()
+    if version not in found:
+        raise missing_file_error(f'KuaiRand version {version!r}',
+                                 [f'log_standard_4_08_to_4_21_{version}.csv',
+                                  f'user_features_{version}.csv'], directory)
+    vlogs = sorted(logs.get(version, []), key=lambda f: (f.kind, f.first_date, f.part))
+    roles = feats.get(version, {})
+    user = tuple(p for _, p in sorted(roles.get('user_features', [])))
+    video = tuple(p for _, p in sorted(roles.get('video_features_basic', [])))
+    return Layout(directory, version, tuple(vlogs), user, video)
+
+
+def parse_splits(data_config: Any) -> dict[str, tuple[int, int]]:
+    """config.data.splits -> {name: (first YYYYMMDD, last YYYYMMDD)}, inclusive, validated."""
+    raw = data_config.get('splits', None)
+    raw = raw.to_dict() if hasattr(raw, 'to_dict') else dict(raw or {})
+    if 'train' not in raw:
+        raise DataError(f'config.data.splits must contain "train" (the vocab is fitted on it), got '
+                        f'{list(raw)}')
+    out = {}
+    for name, rng in raw.items():
+        try:
+            lo, hi = (int(str(x)) for x in rng)
+            ok = 2000_01_01 <= lo <= hi <= 2100_12_31
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise DataError(f'config.data.splits.{name}={rng!r} must be (first, last) dates as '
+                            "'YYYYMMDD' strings with first <= last")
+        out[name] = (lo, hi)
+    return {n: out[n] for n in sorted(out, key=_split_rank)}
+
+
+def _split_rank(name: str) -> tuple[int, str]:
+    """train, valid, test first (ConfigDict sorts keys alphabetically), then the rest."""
+    return ({'train': 0, 'valid': 1, 'test': 2}.get(name, 3), name)
+
+
+def _plan_columns(layout: Layout, spec: DataSpec, log_header: Sequence[str],
+                  extra: Sequence[str] = ()) -> tuple[list[str], list[str], list[str]]:
+    """Which needed columns come from the log, the user file and the video file."""
+    needed: dict[str, str] = {}
+    for i, f in enumerate(spec.features):
+        needed.setdefault(f.column, f'config.data.features[{i}] ({f.name!r})')
+    needed.setdefault(spec.group_column, 'config.data.group_column')
+    log_needed = {USER_KEY: 'the user join', VIDEO_KEY: 'the video join',
+                  spec.domain_column: 'the domain (config.data.tabs)'}
+    for c in extra:
+        log_needed[c] = 'the split'
+    user_header = read_header(layout.user_files[0]) if layout.user_files else []
+    video_header = read_header(layout.video_files[0]) if layout.video_files else []
+    log_cols, user_cols, video_cols = [], [], []
+    for col, why in needed.items():
+        if col in log_header:
+            log_cols.append(col)
+        elif col in user_header and col != USER_KEY:
+            user_cols.append(col)
+        elif col in video_header and col != VIDEO_KEY:
+            video_cols.append(col)
+        else:
+            where = [p.name for p in (layout.user_files[:1] + layout.video_files[:1])]
+            if not (layout.user_files and layout.video_files):
+                raise missing_file_error(
+                    f'column {col!r} (needed by {why}) is not in the log and a feature file is '
+                    'missing', [f'user_features_{layout.version}.csv',
+                                f'video_features_basic_{layout.version}.csv'], layout.directory)
+            raise DataError(f'column {col!r} (needed by {why}) is in none of the log columns '
+                            f'{list(log_header)} nor in {where}')
+    for col, why in log_needed.items():
+        if col not in log_cols:
+            log_cols.append(col)
+    return log_cols, user_cols, video_cols
+
+
+def _normalize_missing(frame: pd.DataFrame, cols: Sequence[str]) -> None:
+    """-124 -> NaN in numeric columns; 'UNKNOWN' and '' -> NaN in text columns (in place)."""
+    for c in cols:
+        s = frame[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            drop = [x for x in s.cat.categories if str(x).strip() in UNKNOWN_STRINGS + ('',)]
+            if drop:
+                frame[c] = s.cat.remove_categories(drop)
+        elif pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
+            frame[c] = s.mask(s.isin(UNKNOWN_STRINGS) | (s.astype(str).str.strip() == ''))
+        elif pd.api.types.is_float_dtype(s.dtype):
+            frame[c] = s.mask(s == MISSING_CODE)
+
+
+def _read_table(paths: Sequence[Path], key: str, cols: Sequence[str],
+                keep_ids: np.ndarray | None) -> pd.DataFrame:
+    """A feature table (key + cols), filtered to keep_ids, text columns as categories."""
+    parts = []
+    usecols = [key] + list(cols)
+    for path in paths:
+        require_columns(path, read_header(path), {c: 'the join' if c == key else 'the features'
+                                                   for c in usecols})
+        # key int64, known text columns str, known numeric float64 (NaN-safe); columns the
+        # official schema does not list are inferred by pandas.
+        dtypes = {c: ('int64' if c == key else str if c in TEXT_COLUMNS else 'float64')
+                  for c in usecols if c == key or c in FEATURE_FILE_COLUMNS}
+        for start, chunk in read_csv_chunks(path, usecols, dtypes, label='features '):
+            chunk['_row'] = np.arange(start, start + len(chunk)) + 1
+            if keep_ids is not None:
+                chunk = chunk[np.isin(chunk[key].to_numpy(), keep_ids)]
+            chunk['_file'] = path.name
+            parts.append(chunk)
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=usecols)
+    dup = table[key].duplicated()
+    if dup.any():
+        r = table[dup].iloc[0]
+        raise DataError(f'{r["_file"]}: column {key!r}, row {r["_row"]}: duplicate id {r[key]}')
+    for c in cols:
+        if pd.api.types.is_string_dtype(table[c].dtype) or table[c].dtype == object:
+            table[c] = table[c].astype('category')
+    _normalize_missing(table, cols)
+    return table
+
+
+def _join(frame: pd.DataFrame, key: str, table: pd.DataFrame, cols: Sequence[str]) -> None:
+    """Left join by exact id lookup; missing ids get NaN (-> OOV). Keeps frame order."""
+    ids = table[key].to_numpy(np.int64)
+    order = np.argsort(ids, kind='stable')
+    sorted_ids = ids[order]
+    want = frame[key].to_numpy(np.int64)
+    pos = np.searchsorted(sorted_ids, want)
+    safe = np.minimum(pos, max(len(ids) - 1, 0))
+    found = (pos < len(ids)) & (sorted_ids[safe] == want) if len(ids) else np.zeros(len(want), bool)
+    rows = np.where(found, order[safe] if len(ids) else 0, -1)
+    missing = rows < 0
+    safe_rows = np.where(missing, 0, rows)
+    for c in cols:
+        s = table[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):  # take codes, keep the categories
+            codes = s.cat.codes.to_numpy()[safe_rows] if len(s) else np.zeros(len(rows), np.int8)
+            codes[missing] = -1
+            frame[c] = pd.Categorical.from_codes(codes, dtype=s.dtype)
+        elif pd.api.types.is_float_dtype(s.dtype):
+            v = s.to_numpy()[safe_rows] if len(s) else np.zeros(len(rows), s.dtype)
+            v[missing] = np.nan
+            frame[c] = v
+        else:  # anything else (inferred ints, text): pandas' generic take with NA fill
+            frame[c] = pd.Series(s.array.take(rows, allow_fill=True), index=frame.index)
+
+
+def _feature_log_cols(spec: DataSpec, log_cols: Sequence[str]) -> list[str]:
+    keys = {USER_KEY, VIDEO_KEY, spec.domain_column}
+    return [c for c in dict.fromkeys(f.column for f in spec.features) if c in log_cols and c not in keys]
+
+
+def _join_features(layout: Layout, frames: Mapping[str, pd.DataFrame], user_cols: Sequence[str],
+                   video_cols: Sequence[str]) -> None:
+    if user_cols:
+        if not layout.user_files:
+            raise missing_file_error('user features', [f'user_features_{layout.version}.csv'],
+                                     layout.directory)
+        ids = np.unique(np.concatenate([f[USER_KEY].to_numpy() for f in frames.values()]))
+        table = _read_table(layout.user_files, USER_KEY, user_cols, ids)
+        for f in frames.values():
+            _join(f, USER_KEY, table, user_cols)
+    if video_cols:
+        if not layout.video_files:
+            raise missing_file_error('video features', [f'video_features_basic_{layout.version}.csv'],
+                                     layout.directory)
+        ids = np.unique(np.concatenate([f[VIDEO_KEY].to_numpy() for f in frames.values()]))
+        table = _read_table(layout.video_files, VIDEO_KEY, video_cols, ids)
+        for f in frames.values():
+            _join(f, VIDEO_KEY, table, video_cols)
+
+
+def input_files(data_config: Any, spec: DataSpec) -> list[Path]:
+    """Every file read_splits would read (for the cache key); raises on a missing one."""
+    layout, plan, _ = _plan(data_config, spec)
+    files = [lf.path for lf, _ in plan]
+    return files + list(layout.user_files) + list(layout.video_files)
+
+
+def _plan(data_config: Any, spec: DataSpec):
+    layout = find_layout(data_config.get('dir'), data_config.get('version', 'auto') or 'auto')
+    splits = parse_splits(data_config)
+    random_split = data_config.get('random_log_split', '') or ''
+    if random_split in splits:
+        raise DataError(f'config.data.random_log_split={random_split!r} clashes with a '
+                        'config.data.splits name')
+    std = [lf for lf in layout.logs if lf.kind == 'standard']
+    for lo, hi, tag in OFFICIAL_STANDARD:
+        touched = [n for n, (a, b) in splits.items() if a <= hi and b >= lo]
+        if touched and not any(lf.first_date <= hi and lf.last_date >= lo for lf in std):
+            raise missing_file_error(
+                f'splits {touched} need the {lo}..{hi} standard log',
+                [f'log_standard_{tag}_{layout.version}.csv',
+                 f'log_standard_{tag}_{layout.version}_part1.csv'], layout.directory)
+    plan: list[tuple[LogFile, dict[str, tuple[int, int] | None]]] = []
+    for lf in std:
+        targets = {n: r for n, r in splits.items() if r[0] <= lf.last_date and r[1] >= lf.first_date}
+        if targets:
+            plan.append((lf, targets))
+    if random_split:
+        rnd = [lf for lf in layout.logs if lf.kind == 'random']
+        if not rnd:
+            raise missing_file_error(
+                f'config.data.random_log_split={random_split!r} needs the random log',
+                [f'log_random_{OFFICIAL_RANDOM}_{layout.version}.csv'], layout.directory)
+        plan += [(lf, {random_split: None}) for lf in rnd]
+    return layout, plan, splits
+
+
+def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
+    """{split: raw frame} with log, user and video columns, rows in file order.
+
+    Rows of tabs outside config.data.tabs are dropped; a tab outside KuaiRand's 0..14 is a
+    DataError. ``max_rows`` keeps the first rows of each split (and stops reading early).
+    """
+    t0 = time.time()
+    layout, plan, splits = _plan(data_config, spec)
+    max_rows = int(data_config.get('max_rows', 0) or 0)
+    tabs = np.asarray(spec.domains)
+    header = read_header(plan[0][0].path) if plan else []
+    log_cols, user_cols, video_cols = _plan_columns(layout, spec, header, extra=('date',))
+    label_cols = list(spec.tasks)
+    usecols = list(dict.fromkeys(log_cols + label_cols))
+    feat_log_cols = _feature_log_cols(spec, log_cols)
+    names = list(splits) + [n for _, t in plan for n in t if n not in splits]
+    parts: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
+    counts = dict.fromkeys(names, 0)
+    sources: dict[str, list[str]] = {n: [] for n in names}
+    for lf, targets in plan:
+        require_columns(lf.path, read_header(lf.path),
+                        {c: ('config.data.tasks' if c in label_cols else 'the features/splits')
+                         for c in usecols})
+        for n in targets:
+            sources[n].append(lf.path.name)
+        for start, chunk in read_csv_chunks(lf.path, usecols, _dtypes(usecols), label='log '):
+            check_binary(lf.path, chunk, label_cols, start)
+            tab = chunk[spec.domain_column].to_numpy()
+            check_domains(lf.path, tab, spec.domain_column, KNOWN_TABS, start,
+                          'the KuaiRand tab range')
+            keep = np.isin(tab, tabs)
+            date = chunk['date'].to_numpy()
+            for n, rng in targets.items():
+                room = max_rows - counts[n] if max_rows else None
+                if room == 0:
+                    continue
+                mask = keep if rng is None else keep & (date >= rng[0]) & (date <= rng[1])
+                sel = chunk[mask]
+                if room is not None:
+                    sel = sel.iloc[:room]
+                if len(sel):
+                    parts[n].append(sel)
+                    counts[n] += len(sel)
+            if max_rows and all(counts[n] >= max_rows for n in targets):
+                break
+    frames = {}
+    for n in names:
+        if counts[n] == 0:
+            rng = splits.get(n)
+            dates = f'dates {rng[0]}..{rng[1]}' if rng else 'the random log'
+            raise DataError(f'split {n!r} is empty: no rows with {dates} and tab in '
+                            f'{list(spec.domains)} (config.data.tabs) in {sources[n] or "any file"}')
+        frames[n] = pd.concat(parts[n], ignore_index=True)
+        _normalize_missing(frames[n], feat_log_cols)
+    _join_features(layout, frames, user_cols, video_cols)
+    log.info('kuairand %s: %s in %.1fs', layout.version,
+             ', '.join(f'{n}={len(f):,}' for n, f in frames.items()), time.time() - t0)
+    return frames
+
+
+def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
+                  version: str = 'auto') -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Read ONE KuaiRand-format log (predict mode), joined with data_dir's feature files.
+
+    All rows are kept, in order. Labels are read when present (else the tasks are missing).
+    Returns (frame, raw) where raw holds the user_id, video_id, time_ms and tab columns.
+    A tab not in config.data.tabs is a DataError: the model has no domain for it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise missing_file_error('log file for predict', [path.name], path.parent)
+    layout = find_layout(data_dir, version)
+    header = read_header(path)
+    log_cols, user_cols, video_cols = _plan_columns(layout, spec, header, RAW_PREDICT_COLUMNS)
+    label_cols = [t for t in spec.tasks if t in header]
+    usecols = list(dict.fromkeys(log_cols + label_cols))
+    require_columns(path, header, {c: 'predict output' for c in RAW_PREDICT_COLUMNS})
+    parts = []
+    for start, chunk in read_csv_chunks(path, usecols, _dtypes(usecols), label='predict '):
+        check_binary(path, chunk, label_cols, start)
+        check_domains(path, chunk[spec.domain_column].to_numpy(), spec.domain_column,
+                      spec.domains, start, 'config.data.tabs')
+        parts.append(chunk)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=usecols)
+    if len(frame) == 0:
+        raise DataError(f'{path}: no rows to predict')
+    _normalize_missing(frame, _feature_log_cols(spec, log_cols))
+    _join_features(layout, {'predict': frame}, user_cols, video_cols)
+    raw = {c: frame[c].to_numpy().copy() for c in RAW_PREDICT_COLUMNS}
+    return frame, raw

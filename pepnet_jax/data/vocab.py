@@ -1,0 +1,296 @@
+"""Vocabularies, bucket boundaries and dense statistics, fitted on the training split only.
+
+Fitting on train alone is what makes evaluation honest: an id first seen in valid/test maps
+to OOV (1), exactly as it would for a model in production. Ids: 0 padding, 1 OOV, 2.. real
+(see pepnet_jax.features). Missing values (NaN, empty, and whatever a reader normalised to
+NaN, e.g. KuaiRand's -124 / UNKNOWN) also map to 1: the model learns one "unknown" row, and
+a missing value never takes a real id.
+
+Everything is vectorised over the *distinct* values of a column: ``pd.factorize`` reduces N
+rows to U uniques, the uniques are looked up in sorted keys with ``np.searchsorted`` (an
+exact-match check afterwards, so an unseen key never aliases its neighbour), and the ids are
+scattered back with one take. Million-row columns encode in well under a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pepnet_jax.features import FIRST_ID, OOV_ID, PAD_ID, DataSpec, FeatureInfo, FeatureSpec
+from pepnet_jax.data.errors import DataError
+
+VOCAB_JSON = 'vocab.json'
+VOCAB_KEYS = 'vocab_keys.npz'
+FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------- key handling
+
+
+def _factorize(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """codes (-1 = missing) and the distinct non-missing values as a numpy array."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if isinstance(uniques, np.ndarray):
+        return codes, uniques
+    # Categorical / string extension arrays: numbers stay numbers, text becomes object
+    dtype = getattr(uniques, 'categories', uniques).dtype
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        uniques = np.asarray(uniques, dtype=np.float64)
+    else:
+        uniques = np.asarray(uniques, dtype=object)
+    return codes, uniques
+
+
+def _as_float(u: np.ndarray) -> np.ndarray:
+    """Numbers (or numeric strings) as float64; anything unparsable becomes NaN."""
+    if u.dtype.kind in 'biuf':
+        return u.astype(np.float64)
+    return pd.to_numeric(pd.Series(u, dtype=object), errors='coerce').to_numpy(np.float64)
+
+
+def _str_keys(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical string keys: integral numbers print without '.0', text is stripped."""
+    if u.dtype.kind in 'biuf':
+        f = u.astype(np.float64)
+        valid = np.isfinite(f)
+        out = np.empty(len(u), dtype=object)
+        integral = valid & (f == np.round(f))
+        out[integral] = [str(int(x)) for x in f[integral]]
+        rest = valid & ~integral
+        out[rest] = [repr(float(x)) for x in f[rest]]
+        out[~valid] = ''
+    else:
+        out = np.array(['' if (x is None or (isinstance(x, float) and np.isnan(x))) else str(x).strip()
+                        for x in u], dtype=object)
+        valid = out != ''
+    return out.astype(str) if len(out) else np.array([], dtype=str), valid
+
+
+def _fit_keys(u: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """(key_type, keys, valid) for fitting: int64 keys when every value is an integer."""
+    if u.dtype.kind in 'biuf':
+        f = u.astype(np.float64)
+        valid = np.isfinite(f)
+        if np.all(f[valid] == np.round(f[valid])) and np.all(np.abs(f[valid]) < 2 ** 62):
+            return 'int', np.where(valid, f, 0).astype(np.int64) if u.dtype.kind == 'f' \
+                else u.astype(np.int64), valid
+    keys, valid = _str_keys(u)
+    return 'str', keys, valid
+
+
+def _coerce_keys(u: np.ndarray, key_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Convert distinct values to the key type fitted on train; impossible ones are invalid."""
+    if key_type == 'int':
+        if u.dtype.kind in 'biu':
+            return u.astype(np.int64), np.ones(len(u), bool)
+        f = _as_float(u)
+        valid = np.isfinite(f) & (f == np.round(f)) & (np.abs(f) < 2 ** 62)
+        return np.where(valid, f, 0).astype(np.int64), valid
+    return _str_keys(u)
+
+
+def _lookup(vkeys: np.ndarray, keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Exact-match lookup in sorted vkeys: ids 2.. when found, OOV otherwise."""
+    out = np.full(len(keys), OOV_ID, dtype=np.int32)
+    if len(vkeys) == 0 or len(keys) == 0:
+        return out
+    idx = np.searchsorted(vkeys, keys)
+    safe = np.minimum(idx, len(vkeys) - 1)
+    found = valid & (idx < len(vkeys)) & (vkeys[safe] == keys)
+    out[found] = (idx[found] + FIRST_ID).astype(np.int32)
+    return out
+
+
+def _hash(keys: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+    arr = keys.astype(object) if keys.dtype.kind == 'U' else keys
+    h = pd.util.hash_array(arr, categorize=False) if len(arr) else np.zeros(0, np.uint64)
+    return np.where(valid, (h % np.uint64(n)).astype(np.int64) + FIRST_ID, OOV_ID).astype(np.int32)
+
+
+def _select(keys: np.ndarray, counts: np.ndarray, min_count: int, max_vocab: int) -> np.ndarray:
+    """Sorted kept keys: count >= min_count, then the max_vocab most frequent (ties by key)."""
+    if len(keys) == 0:
+        return keys
+    agg = pd.Series(counts).groupby(keys, sort=True).sum()
+    kept = agg[agg >= min_count]
+    if max_vocab and len(kept) > max_vocab:
+        order = np.lexsort((np.arange(len(kept)), -kept.to_numpy()))[:max_vocab]
+        kept = kept.iloc[np.sort(order)]
+    out = kept.index.to_numpy()
+    return out.astype(str) if out.dtype == object else out.astype(np.int64)
+
+
+def _split_tokens(u: np.ndarray, sep: str) -> list[list[str]]:
+    strs, valid = _str_keys(u)
+    return [[t.strip() for t in s.split(sep) if t.strip()] if ok else []
+            for s, ok in zip(strs, valid)]
+
+
+# ---------------------------------------------------------------------------- the vocab
+
+
+@dataclasses.dataclass
+class Vocab:
+    """Fitted state per feature name. ``entries[name]`` holds plain JSON-able metadata plus,
+    for looked-up features, the sorted ``keys`` array."""
+    spec: DataSpec
+    entries: dict[str, dict[str, Any]]
+
+    # -- fitting
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, spec: DataSpec) -> 'Vocab':
+        if len(frame) == 0:
+            raise DataError('cannot fit vocabularies: the training split has no rows')
+        entries = {}
+        for f in spec.features:
+            if f.column not in frame.columns:
+                raise DataError(f'feature {f.name!r}: column {f.column!r} is not in the training '
+                                f'frame (columns: {list(frame.columns)})')
+            entries[f.name] = _fit_feature(f, frame[f.column])
+        return cls(spec, entries)
+
+    # -- encoding
+    def encode_feature(self, name: str, values: Any) -> np.ndarray:
+        """int32 [N] / int32 [N, max_len] / float32 [N]; never raises on unseen values."""
+        f = self.spec.feature(name)
+        return _encode_feature(f, self.entries[name], values)
+
+    def vocab_size(self, name: str) -> int:
+        f, e = self.spec.feature(name), self.entries[name]
+        if f.kind == 'dense':
+            return 0
+        if f.kind == 'bucket':
+            return FIRST_ID + len(e['boundaries']) + 1
+        if e['hash_buckets']:
+            return FIRST_ID + e['hash_buckets']
+        return FIRST_ID + len(e['keys'])
+
+    def feature_infos(self) -> tuple[FeatureInfo, ...]:
+        return tuple(FeatureInfo(name=f.name, kind=f.kind, vocab_size=self.vocab_size(f.name),
+                                 max_len=f.max_len, shared=f.shared) for f in self.spec.features)
+
+    def check_spec(self, spec: DataSpec) -> None:
+        """A saved vocab only fits a spec with the same features (names, columns, options)."""
+        if spec.features != self.spec.features:
+            mine = [dataclasses.asdict(f) for f in self.spec.features]
+            theirs = [dataclasses.asdict(f) for f in spec.features]
+            diff = [(a, b) for a, b in zip(mine, theirs) if a != b][:1] or \
+                [(len(mine), len(theirs))]
+            raise DataError('the vocabulary was fitted for a different config.data.features '
+                            f'(first difference: {diff[0]})')
+
+    # -- persistence
+    def save(self, directory: str | os.PathLike) -> Path:
+        """vocab.json (spec + metadata, readable) and vocab_keys.npz (key arrays); atomic."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta, arrays = {}, {}
+        for name, e in self.entries.items():
+            meta[name] = {k: v for k, v in e.items() if k != 'keys'}
+            if 'keys' in e:
+                arrays[name] = e['keys']
+        doc = dict(format_version=FORMAT_VERSION, spec=self.spec.to_dict(), features=meta)
+        tmp_json = directory / f'.{VOCAB_JSON}.{os.getpid()}.tmp'
+        tmp_npz = directory / f'.{VOCAB_KEYS}.{os.getpid()}.tmp.npz'
+        tmp_json.write_text(json.dumps(doc, indent=1))
+        np.savez(tmp_npz, **arrays)
+        os.replace(tmp_npz, directory / VOCAB_KEYS)
+        os.replace(tmp_json, directory / VOCAB_JSON)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> 'Vocab':
+        directory = Path(directory)
+        path = directory / VOCAB_JSON
+        if not path.exists():
+            raise DataError(f'no vocabulary at {path} (expected {VOCAB_JSON} and {VOCAB_KEYS}, '
+                            'written by load_datasets into <workdir>/vocab)')
+        doc = json.loads(path.read_text())
+        if doc.get('format_version') != FORMAT_VERSION:
+            raise DataError(f'{path}: format_version {doc.get("format_version")} != {FORMAT_VERSION}')
+        spec = DataSpec.from_dict(doc['spec'])
+        entries = {name: dict(m) for name, m in doc['features'].items()}
+        with np.load(directory / VOCAB_KEYS, allow_pickle=False) as z:
+            for name in z.files:
+                entries[name]['keys'] = z[name]
+        return cls(spec, entries)
+
+
+def _fit_feature(f: FeatureSpec, col: pd.Series) -> dict[str, Any]:
+    if f.kind == 'dense':
+        v = _dense_values(f, col)
+        fin = v[np.isfinite(v)]
+        mean = float(fin.mean()) if fin.size else 0.0
+        std = float(fin.std()) if fin.size else 1.0
+        return dict(mean=mean, std=std if std > 1e-12 else 1.0)
+    if f.kind == 'bucket':
+        v = _as_float(np.asarray(col))
+        fin = v[np.isfinite(v)]
+        if fin.size == 0:
+            return dict(boundaries=[])
+        qs = np.quantile(fin, np.linspace(0, 1, f.num_buckets + 1)[1:-1])
+        return dict(boundaries=[float(x) for x in np.unique(qs)])
+    codes, uniq = _factorize(col)
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniq)).astype(np.int64)
+    if f.kind == 'multi':
+        toks = _split_tokens(uniq, f.sep)
+        flat = np.array([t for ts in toks for t in ts], dtype=str)
+        flat_counts = np.repeat(counts, [len(ts) for ts in toks])
+        if f.hash_buckets:
+            return dict(key_type='str', hash_buckets=f.hash_buckets)
+        return dict(key_type='str', hash_buckets=0,
+                    keys=_select(flat, flat_counts, f.min_count, f.max_vocab).astype(str))
+    key_type, keys, valid = _fit_keys(uniq)
+    if f.hash_buckets:
+        return dict(key_type=key_type, hash_buckets=f.hash_buckets)
+    return dict(key_type=key_type, hash_buckets=0,
+                keys=_select(keys[valid], counts[valid], f.min_count, f.max_vocab))
+
+
+def _dense_values(f: FeatureSpec, col: Any) -> np.ndarray:
+    v = _as_float(np.asarray(col))
+    if f.transform == 'log1p':
+        with np.errstate(invalid='ignore'):
+            v = np.log1p(np.maximum(v, 0.0))
+    return v
+
+
+def _ids_for_uniques(e: dict[str, Any], keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    if e['hash_buckets']:
+        return _hash(keys, valid, e['hash_buckets'])
+    return _lookup(e['keys'], keys, valid)
+
+
+def _encode_feature(f: FeatureSpec, e: dict[str, Any], col: Any) -> np.ndarray:
+    if f.kind == 'dense':
+        v = (_dense_values(f, col) - e['mean']) / e['std']
+        return np.where(np.isfinite(v), v, 0.0).astype(np.float32)
+    if f.kind == 'bucket':
+        v = _as_float(np.asarray(col))
+        b = np.asarray(e['boundaries'], dtype=np.float64)
+        ids = np.searchsorted(b, v, side='right').astype(np.int32) + FIRST_ID
+        return np.where(np.isfinite(v), ids, OOV_ID).astype(np.int32)
+    codes, uniq = _factorize(col)
+    if f.kind == 'categorical':
+        keys, valid = _coerce_keys(uniq, e['key_type'])
+        ids_u = np.append(_ids_for_uniques(e, keys, valid), np.int32(OOV_ID))
+        return ids_u[codes]  # code -1 picks the appended OOV
+    # multi: one [U + 1, max_len] table of token ids, the last row for missing lists
+    toks = _split_tokens(uniq, f.sep)
+    lens = np.array([min(len(t), f.max_len) for t in toks], dtype=np.int64)
+    flat = np.array([t for ts in toks for t in ts[:f.max_len]], dtype=str)
+    ids_flat = _ids_for_uniques(e, flat, np.ones(len(flat), bool))
+    table = np.full((len(uniq) + 1, f.max_len), PAD_ID, dtype=np.int32)
+    rows = np.repeat(np.arange(len(uniq)), lens)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+    table[rows, cols] = ids_flat
+    table[np.flatnonzero(lens == 0), 0] = OOV_ID  # empty list -> one OOV, so mean pooling never sees 0 ids
+    table[-1, 0] = OOV_ID
+    return table[codes]

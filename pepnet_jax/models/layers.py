@@ -1,0 +1,162 @@
+"""Building blocks shared by PEPNet and the baselines.
+
+Embedding tables are kept apart from everything else: a model is
+``embed`` (ids -> gathered rows, the only place tables are read) followed by
+``head`` (rows -> logits). The split lets the trainer differentiate with
+respect to the gathered rows instead of the whole tables, which is what makes
+row-sparse AdaGrad updates possible (see ``pepnet_jax/sparse.py``), and lets
+tables be sharded by rows without the rest of the model noticing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# Where every model keeps its tables; the optimizer's embedding group and the
+# row-sparse update both find them by this name.
+EMBED_SCOPE = 'embed'
+
+
+def table_kinds() -> tuple[str, ...]:
+  """Feature kinds that own an embedding table."""
+  return ('categorical', 'bucket', 'multi')
+
+
+def batched_lecun_normal():
+  """LeCun normal init for kernels stacked as [T, in, out] (one per task)."""
+  return nn.initializers.variance_scaling(
+      1.0, 'fan_in', 'truncated_normal', in_axis=-2, out_axis=-1, batch_axis=(0,))
+
+
+class FeatureEmbeddings(nn.Module):
+  """One table per id feature: ``embed/<name>`` of shape [vocab_size, dim].
+
+  Returns the gathered rows, [B, dim] for single ids and [B, L, dim] for
+  multi-valued features; pooling happens in ``pool_fields`` so that gradients
+  can be taken with respect to these rows.
+  """
+  features: Sequence[Any]
+  dim: int
+  init_scale: float = 0.05
+  row_multiple: int = 1  # rows rounded up so tables split evenly over devices
+
+  @nn.compact
+  def __call__(self, ids: Mapping[str, Array]) -> dict[str, Array]:
+    rows = {}
+    for f in self.features:
+      if f.kind not in table_kinds():
+        continue
+      rows_ = -(-f.vocab_size // self.row_multiple) * self.row_multiple
+      table = self.param(f.name, symmetric_uniform(self.init_scale), (rows_, self.dim))
+      rows[f.name] = jnp.take(table, ids[f.name], axis=0)
+    return rows
+
+
+def symmetric_uniform(scale: float):
+  """U(-scale, scale): small, zero-centred embeddings."""
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -scale, scale)
+  return init
+
+
+class FieldPooling(nn.Module):
+  """Rows (and dense values) -> one [B, dim] vector per feature field.
+
+  Multi-valued fields are mean-pooled over their non-padding ids (id 0 is
+  padding); dense fields are projected to ``dim`` by a learned linear map so
+  that every field occupies the same slot width in the shared embedding E.
+  """
+  features: Sequence[Any]
+  dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, rows: Mapping[str, Array], inputs: Mapping[str, Array]) -> dict[str, Array]:
+    fields = {}
+    for f in self.features:
+      if f.kind == 'multi':
+        mask = (inputs[f.name] > 0).astype(rows[f.name].dtype)[..., None]
+        total = jnp.sum(rows[f.name] * mask, axis=-2)
+        fields[f.name] = total / jnp.maximum(jnp.sum(mask, axis=-2), 1.0)
+      elif f.kind == 'dense':
+        x = inputs[f.name].astype(jnp.float32)[..., None]
+        fields[f.name] = nn.Dense(self.dim, name=f'dense_{f.name}')(x)
+      else:
+        fields[f.name] = rows[f.name]
+    return fields
+
+
+class GateNU(nn.Module):
+  """PEPNet's gate neural unit: Dense+ReLU, then Dense+sigmoid scaled by gamma.
+
+  The output lies in (0, gamma); with gamma=2 a gate can both damp (<1) and
+  amplify (>1) what it multiplies, starting near 1 at initialization.
+  """
+  hidden: int
+  out: int
+  gamma: float = 2.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(x))
+    logits = nn.Dense(self.out, dtype=self.dtype, name='out')(h)
+    return self.gamma * nn.sigmoid(logits.astype(jnp.float32))
+
+
+class MLP(nn.Module):
+  """Dense layers with an activation after each one (including the last)."""
+  widths: Sequence[int]
+  activation: Callable[[Array], Array] = nn.relu
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    for i, w in enumerate(self.widths):
+      x = self.activation(nn.Dense(w, dtype=self.dtype, name=f'dense_{i}')(x))
+    return x
+
+
+class TaskDense(nn.Module):
+  """T independent Dense layers applied at once, kernel [T, in, out].
+
+  Input [B, T, in] (one input per task) or [B, in] (shared by all tasks, then
+  computed as a single wide matmul); output [B, T, out]. One batched einsum
+  instead of T small matmuls keeps the multi-task towers fast.
+  """
+  num_tasks: int
+  out: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    d_in = x.shape[-1]
+    kernel = self.param('kernel', batched_lecun_normal(), (self.num_tasks, d_in, self.out))
+    bias = self.param('bias', nn.initializers.zeros, (self.num_tasks, self.out))
+    kernel = kernel.astype(self.dtype)
+    x = x.astype(self.dtype)
+    if x.ndim == 2:
+      y = jnp.einsum('bi,tio->bto', x, kernel)
+    else:
+      y = jnp.einsum('bti,tio->bto', x, kernel)
+    return y + bias.astype(self.dtype)
+
+
+def activation_fn(name: str) -> Callable[[Array], Array]:
+  table = {'relu': nn.relu, 'gelu': nn.gelu, 'silu': nn.silu, 'tanh': jnp.tanh}
+  if name not in table:
+    raise ValueError(f'config.model.activation={name!r} is not one of {sorted(table)}')
+  return table[name]
+
+
+def dtype_from_name(name: str):
+  table = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+  if name not in table:
+    raise ValueError(f'config.model.dtype={name!r} is not one of {sorted(table)}')
+  return table[name]

@@ -1,0 +1,320 @@
+"""The trainer: ``train_and_evaluate(config, workdir)``, the train and eval steps.
+
+One loop for every model. A train step is one jitted function with the state
+donated; it runs unchanged on CPU, GPU and TPU and on 1 or N devices (the
+mesh decides). With ``config.optim.sparse_group`` set, the embedding tables
+of that group are updated row-sparsely (``sparse.adagrad_rows``): the step
+differentiates with respect to the gathered rows, never the whole tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from pepnet_jax import checkpoint as ckpt_lib
+from pepnet_jax import metrics as metrics_lib
+from pepnet_jax import optim
+from pepnet_jax import sharding as shard_lib
+from pepnet_jax import sparse
+from pepnet_jax import writers
+from pepnet_jax.models import build_model
+from pepnet_jax.models.layers import EMBED_SCOPE
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: Array
+  params: Any
+  opt_state: Any
+  # AdaGrad sums of squares of the row-sparse tables, {'embed': {name: [V, D]}}
+  # (the same tree as params['embed']); {} on the dense path.
+  emb_acc: Any
+
+
+DEVICE_KEYS = ('features', 'labels', 'label_mask', 'domain', 'weight')
+
+
+def device_batch(batch: dict) -> dict:
+  """The parts of a host batch the steps need ('group' stays on the host)."""
+  return {k: batch[k] for k in DEVICE_KEYS}
+
+
+def multitask_loss(logits, labels, label_mask, weight, task_weights):
+  """Sum over tasks of weighted mean binary cross-entropy.
+
+  A row counts for a task when its label is present (mask 1) and the row is
+  real (weight 1); each task's mean is over its own counted rows.
+  """
+  mask = label_mask * weight[:, None]
+  bce = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), labels)
+  per_task = jnp.sum(bce * mask, axis=0) / jnp.maximum(jnp.sum(mask, axis=0), 1.0)
+  return jnp.sum(per_task * task_weights), per_task
+
+
+@dataclasses.dataclass
+class Steps:
+  """Everything needed to run a model: init, train step, eval step."""
+  model: Any
+  tx: optax.GradientTransformation
+  init: Callable[[Any, dict], TrainState]
+  train_step: Callable[[TrainState, dict], tuple[TrainState, dict]]
+  eval_step: Callable[[Any, dict], Array]
+  sparse_group: str
+  mesh: Any
+  state_sharding: Any = None
+
+
+def split_tables(params):
+  """(tables {'embed': ...}, the rest)."""
+  rest = {k: v for k, v in params.items() if k != EMBED_SCOPE}
+  return {EMBED_SCOPE: params[EMBED_SCOPE]}, rest
+
+
+def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
+  """Builds the jitted steps for ``model`` under ``config.optim`` / ``config.train``."""
+  oc = config.optim
+  sparse_group = oc.get('sparse_group', '') or ''
+  if sparse_group:
+    if sparse_group not in oc.groups:
+      raise ValueError(f'config.optim.sparse_group={sparse_group!r} is not in config.optim.groups')
+    if oc[sparse_group].optimizer != 'adagrad':
+      raise ValueError(f'config.optim.sparse_group={sparse_group!r} needs optimizer adagrad, '
+                       f'got config.optim.{sparse_group}.optimizer={oc[sparse_group].optimizer!r}')
+  tx = optim.build_optimizer(oc, total_steps, exclude=(sparse_group,) if sparse_group else ())
+  task_weights = jnp.asarray(config.train.task_weights, jnp.float32)
+  mesh = mesh or shard_lib.make_mesh(config.get('mesh', {}).get('num_devices', 1))
+
+  def init(rng, batch) -> TrainState:
+    params = model.init(rng, batch['features'], batch['domain'])['params']
+    if sparse_group:
+      tables, rest = split_tables(params)
+      gc = oc[sparse_group]
+      acc = jax.tree.map(lambda t: jnp.full_like(t, gc.get('initial_accumulator', 0.1)), tables)
+      return TrainState(jnp.zeros((), jnp.int32), params, tx.init(rest), acc)
+    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), {})
+
+  def loss_of(params, rows, batch):
+    logits = model.apply({'params': params}, rows, batch['features'], batch['domain'],
+                         method='head')
+    return multitask_loss(logits, batch['labels'], batch['label_mask'], batch['weight'],
+                          task_weights)
+
+  def dense_step(state: TrainState, batch):
+    def loss_fn(params):
+      rows = model.apply({'params': params}, batch['features'], method='lookup')
+      return loss_of(params, rows, batch)
+    (loss, per_task), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), (loss, per_task)
+
+  def sparse_step(state: TrainState, batch):
+    tables, rest = split_tables(state.params)
+    rows = model.apply({'params': tables}, batch['features'], method='lookup')
+    (loss, per_task), (g_rest, g_rows) = jax.value_and_grad(
+        lambda r, w: loss_of(r, w, batch), argnums=(0, 1), has_aux=True)(rest, rows)
+    updates, opt_state = tx.update(g_rest, state.opt_state, rest)
+    rest = optax.apply_updates(rest, updates)
+    gc = oc[sparse_group]
+    lr = optim.schedule(gc, total_steps)(state.step)
+    new_tables, new_acc = {}, {}
+    for name, table in tables[EMBED_SCOPE].items():
+      new_tables[name], new_acc[name] = sparse.adagrad_rows(
+          table, state.emb_acc[EMBED_SCOPE][name], batch['features'][name], g_rows[name],
+          lr, gc.get('eps', 1e-7))
+    params = dict(rest, **{EMBED_SCOPE: new_tables})
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         emb_acc={EMBED_SCOPE: new_acc}), (loss, per_task)
+
+  step_fn = sparse_step if sparse_group else dense_step
+
+  def train_step(state, batch):
+    state, (loss, per_task) = step_fn(state, batch)
+    return state, {'loss': loss, 'task_loss': per_task}
+
+  def eval_step(params, batch):
+    logits = model.apply({'params': params}, batch['features'], batch['domain'])
+    return jax.nn.sigmoid(logits)
+
+  return Steps(model=model, tx=tx, init=init, train_step=train_step, eval_step=eval_step,
+               sparse_group=sparse_group, mesh=mesh)
+
+
+def jit_steps(steps: Steps, config, sample_batch: dict, rng) -> tuple[Steps, TrainState]:
+  """Initializes the state with its shardings and jits the steps with donation."""
+  mc = config.get('mesh', ml_collections.ConfigDict())
+  mesh = steps.mesh
+  abstract = jax.eval_shape(steps.init, rng, sample_batch)
+  state_sharding = shard_lib.state_shardings(
+      abstract, mesh, f'^{EMBED_SCOPE}/', int(mc.get('shard_min_rows', 4096)))
+  data_sharding = shard_lib.batch_sharding(mesh)
+  state = jax.jit(steps.init, out_shardings=state_sharding)(rng, sample_batch)
+  train_step = jax.jit(steps.train_step, donate_argnums=(0,),
+                       in_shardings=(state_sharding, data_sharding),
+                       out_shardings=(state_sharding, shard_lib.replicated(mesh)))
+  eval_step = jax.jit(steps.eval_step, in_shardings=(state_sharding.params, data_sharding),
+                      out_shardings=shard_lib.replicated(mesh))
+  return dataclasses.replace(steps, train_step=train_step, eval_step=eval_step,
+                             state_sharding=state_sharding), state
+
+
+def predict_arrays(steps: Steps, params, dataset, batch_size: int, progress: bool = False):
+  """Per-example predictions over a whole dataset, in order (padding dropped).
+
+  Returns dict with preds [N, T] and the matching labels, label_mask, domain,
+  group, so metrics are exact over the whole evaluation set.
+  """
+  out = {k: [] for k in ('preds', 'labels', 'label_mask', 'domain', 'group')}
+  t0 = time.time()
+  n_batches = dataset.num_batches(batch_size, drop_remainder=False)
+  for i, batch in enumerate(dataset.eval_batches(batch_size)):
+    probs = steps.eval_step(params, shard_lib.put_batch(device_batch(batch), steps.mesh))
+    keep = np.asarray(batch['weight']) > 0
+    out['preds'].append(np.asarray(probs)[keep])
+    for k in ('labels', 'label_mask', 'domain', 'group'):
+      out[k].append(np.asarray(batch[k])[keep])
+    if progress and (i + 1) % 50 == 0:
+      print(f'  predicted {i + 1}/{n_batches} batches ({time.time() - t0:.0f}s)', flush=True)
+  return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items()}
+
+
+def evaluate_dataset(steps, params, dataset, data_spec, batch_size: int) -> dict:
+  """AUC / GAUC / logloss per task x domain over the whole split."""
+  arr = predict_arrays(steps, params, dataset, batch_size)
+  return metrics_lib.evaluate(
+      arr['preds'], arr['labels'], arr['label_mask'], arr['domain'], arr['group'],
+      task_names=list(data_spec.tasks), domain_names=[str(d) for d in data_spec.domains])
+
+
+def save_config(config, workdir: str):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def flat_scalars(results: dict) -> dict:
+  """{'auc/is_click': ..., 'gauc/is_click/tab1': ...} for JSON lines / TensorBoard."""
+  out = {}
+  for m in ('auc', 'gauc', 'logloss'):
+    out[f'mean_{m}'] = results['mean'][m]
+    for task, v in results['overall'].items():
+      out[f'{m}/{task}'] = v[m]
+    for dom, tasks in results['domains'].items():
+      for task, v in tasks.items():
+        out[f'{m}/{task}/domain_{dom}'] = v[m]
+  return out
+
+
+def setup_run(config, workdir: str):
+  """Data, model and steps for a config; shared by train, evaluate and predict."""
+  from pepnet_jax.data import prepare  # data layer pulls pandas: import lazily
+  datasets, infos, data_spec, vocab = prepare.load(config, workdir)
+  model = build_model(config.model, infos, data_spec)
+  return datasets, infos, data_spec, vocab, model
+
+
+def total_train_steps(config, train_ds) -> tuple[int, int]:
+  steps_per_epoch = train_ds.num_batches(config.data.batch_size, drop_remainder=True)
+  if steps_per_epoch == 0:
+    raise ValueError(f'config.data.batch_size={config.data.batch_size} exceeds the '
+                     f'{train_ds.num_rows} training rows')
+  total = int(config.train.num_steps) or int(config.train.num_epochs * steps_per_epoch)
+  return total, steps_per_epoch
+
+
+def train_batches(train_ds, config, steps_per_epoch: int, start_step: int):
+  """Deterministic batches from ``start_step`` on (resumes see the same data)."""
+  epoch, offset = divmod(start_step, steps_per_epoch)
+  while True:
+    yield from train_ds.train_batches(config.data.batch_size, seed=config.data.seed,
+                                      epoch=epoch, start_batch=offset)
+    epoch, offset = epoch + 1, 0
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from the latest checkpoint in ``workdir``), then evaluates.
+
+  Returns the final report on the test split (also saved as report.json/png).
+  """
+  from pepnet_jax import report as report_lib
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  save_config(config, workdir)
+  tc = config.train
+  datasets, infos, data_spec, vocab, model = setup_run(config, workdir)
+  train_ds = datasets['train']
+  total, steps_per_epoch = total_train_steps(config, train_ds)
+  first = next(train_ds.train_batches(config.data.batch_size, seed=config.data.seed, epoch=0))
+  steps = make_steps(model, config, total)
+  steps, state = jit_steps(steps, config, device_batch(first), jax.random.key(tc.seed))
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                       max_to_keep=tc.keep_checkpoints)
+  start = checkpointer.latest_step() or 0
+  if start:
+    state, _ = checkpointer.restore(state)
+    print(f'Resumed from checkpoint at step {start} in {workdir}', flush=True)
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  print(f'{config.model.name}: {n_params:,} parameters; {train_ds.num_rows:,} training rows, '
+        f'{steps_per_epoch} steps/epoch, {total} steps, batch {config.data.batch_size}, '
+        f'{len(jax.devices())} device(s) [{jax.default_backend()}]', flush=True)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  progress = writers.Progress(total, start)
+  batches = train_batches(train_ds, config, steps_per_epoch, start)
+  t_last, n_last = time.time(), 0
+  metrics = None
+  for step in range(start + 1, total + 1):
+    batch = next(batches)
+    state, metrics = steps.train_step(state, shard_lib.put_batch(device_batch(batch), steps.mesh))
+    n_last += config.data.batch_size
+    if step % tc.log_every == 0 or step == total:
+      loss = float(metrics['loss'])  # blocks: the throughput figure is honest
+      eps = n_last / max(time.time() - t_last, 1e-9)
+      progress.report(step, loss, eps)
+      scalars = {'loss': loss, 'examples_per_sec': eps}
+      scalars.update({f'loss/{t}': float(v) for t, v in zip(data_spec.tasks, metrics['task_loss'])})
+      writer.write(step, 'train', scalars)
+      t_last, n_last = time.time(), 0
+    if tc.eval_every and step % tc.eval_every == 0 and step < total and 'valid' in datasets:
+      res = evaluate_dataset(steps, state.params, datasets['valid'], data_spec,
+                             config.data.eval_batch_size)
+      print(f'  valid @ {step}: mean AUC {res["mean"]["auc"]:.4f}  '
+            f'GAUC {res["mean"]["gauc"]:.4f}  logloss {res["mean"]["logloss"]:.4f}', flush=True)
+      writer.write(step, 'valid', flat_scalars(res))
+      t_last = time.time()
+    if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+      checkpointer.save(step, state)
+  if total > start:
+    checkpointer.save(total, state, force=True)
+  checkpointer.close()
+  split = tc.get('report_split', 'test')
+  if split not in datasets:
+    split = 'valid'
+  t0 = time.time()
+  results = evaluate_dataset(steps, state.params, datasets[split], data_spec,
+                             config.data.eval_batch_size)
+  eval_secs = time.time() - t0
+  results['split'] = split
+  results['step'] = int(total)
+  results['inference_examples_per_sec'] = datasets[split].num_rows / max(eval_secs, 1e-9)
+  writer.write(total, split, flat_scalars(results))
+  writer.close()
+  if jax.process_index() == 0:
+    print(f'\nEvaluation on the {split} split ({datasets[split].num_rows:,} rows) at step {total}:')
+    print(report_lib.format_table(results))
+    paths = report_lib.save_report(results, workdir,
+                                   title=f'{config.model.name} - {split} split, step {total}')
+    print(f'Report: {paths["json"]} and {paths["png"]}')
+  return results

@@ -1,0 +1,78 @@
+"""Run logs: JSON lines, TensorBoard events (tensorboardX) and a console line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Mapping
+
+
+def _clean(v):
+  if hasattr(v, 'item'):
+    v = v.item()
+  if isinstance(v, float) and not math.isfinite(v):
+    return None
+  return v
+
+
+class MetricWriter:
+  """Appends ``{"step":..., "split":..., ...}`` to ``metrics.jsonl`` and TensorBoard."""
+
+  def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.tb = None
+    if enabled and tensorboard:
+      from tensorboardX import SummaryWriter  # imported lazily: start-up time
+      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, split: str, scalars: Mapping[str, float]):
+    if not self.enabled:
+      return
+    record = {'step': int(step), 'split': split, 'time': round(time.time(), 3)}
+    record.update({k: _clean(v) for k, v in scalars.items()})
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    if self.tb is not None:
+      for k, v in scalars.items():
+        v = _clean(v)
+        if isinstance(v, (int, float)):
+          self.tb.add_scalar(f'{split}/{k}', v, int(step))
+
+  def close(self):
+    if self.tb is not None:
+      self.tb.flush()
+      self.tb.close()
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class Progress:
+  """One console line per report: step, loss, examples/s, ETA."""
+
+  def __init__(self, total_steps: int, start_step: int, stream=None):
+    self.total = total_steps
+    self.start_step = start_step
+    self.t0 = time.time()
+    self.stream = stream or sys.stdout
+
+  def line(self, step: int, loss: float, examples_per_sec: float) -> str:
+    done = step - self.start_step
+    elapsed = time.time() - self.t0
+    eta = elapsed / max(done, 1) * (self.total - step)
+    return (f'step {step:>7d}/{self.total} | loss {loss:.4f} | '
+            f'{examples_per_sec:,.0f} ex/s | ETA {format_seconds(eta)}')
+
+  def report(self, step: int, loss: float, examples_per_sec: float):
+    print(self.line(step, loss, examples_per_sec), file=self.stream, flush=True)
+
+
+def format_seconds(s: float) -> str:
+  s = int(max(s, 0))
+  return f'{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}'

@@ -1,0 +1,93 @@
+"""Shared data fixtures: small logs in the exact KuaiRand format next to the real feature files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+KUAIRAND_SHARED = SHARED_DATA / 'kuairand'
+ALICCP_SHARED = SHARED_DATA / 'ali-ccp' / 'torch_rechub'
+
+LOG_COLUMNS = ['user_id', 'video_id', 'date', 'hourmin', 'time_ms', 'is_click', 'is_like',
+               'is_follow', 'is_comment', 'is_forward', 'is_hate', 'long_view', 'play_time_ms',
+               'duration_ms', 'profile_stay_time', 'comment_stay_time', 'is_profile_enter',
+               'is_rand', 'tab']
+TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hate', 'long_view')
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f'shared data not available: {path} is absent')
+    return path
+
+
+def make_log(n: int, first_date: int, last_date: int, seed: int, tabs=(0, 1, 2, 4, 6),
+             extra_videos=(), is_rand: int = 0) -> pd.DataFrame:
+    """n rows in the official column order; dates ascending like the real files."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range(pd.to_datetime(str(first_date)), pd.to_datetime(str(last_date)))
+    dates = np.sort(rng.choice(days.strftime('%Y%m%d').astype(int), n))
+    videos = rng.integers(0, 7583, n)
+    if len(extra_videos):
+        videos[rng.random(n) < 0.1] = rng.choice(np.asarray(extra_videos), 1)[0]
+    hourmin = rng.integers(0, 24, n) * 100 + rng.integers(0, 60, n)
+    clicks = rng.integers(0, 2, n)
+    return pd.DataFrame({
+        'user_id': rng.integers(0, 400, n), 'video_id': videos, 'date': dates,
+        'hourmin': hourmin, 'time_ms': 1649376000000 + np.arange(n) * 1000,
+        'is_click': clicks, 'is_like': rng.integers(0, 2, n) * clicks,
+        'is_follow': (rng.random(n) < .05).astype(int), 'is_comment': (rng.random(n) < .05).astype(int),
+        'is_forward': (rng.random(n) < .05).astype(int), 'is_hate': (rng.random(n) < .02).astype(int),
+        'long_view': rng.integers(0, 2, n), 'play_time_ms': rng.integers(0, 60000, n),
+        'duration_ms': rng.integers(3000, 300000, n), 'profile_stay_time': 0,
+        'comment_stay_time': 0, 'is_profile_enter': 0, 'is_rand': is_rand,
+        'tab': rng.choice(np.asarray(tabs), n),
+    })[LOG_COLUMNS]
+
+
+def write_kuairand_dir(directory: Path, version: str = 'pure', n_train: int = 300,
+                       n_test: int = 300, n_random: int = 0, seed: int = 0,
+                       parts: int = 1) -> Path:
+    """A KuaiRand folder: generated logs + symlinks to the real Pure feature files."""
+    require(KUAIRAND_SHARED / 'user_features_pure.csv')
+    directory.mkdir(parents=True, exist_ok=True)
+    os.symlink(KUAIRAND_SHARED / 'user_features_pure.csv', directory / f'user_features_{version}.csv')
+    os.symlink(KUAIRAND_SHARED / 'video_features_basic_pure.csv',
+               directory / f'video_features_basic_{version}.csv')
+    logs = {'log_standard_4_08_to_4_21': make_log(n_train, 20220408, 20220421, seed),
+            'log_standard_4_22_to_5_08': make_log(n_test, 20220422, 20220508, seed + 1,
+                                                  extra_videos=(9_000_001,))}
+    if n_random:
+        logs['log_random_4_22_to_5_08'] = make_log(n_random, 20220422, 20220508, seed + 2,
+                                                   tabs=(1, 2), is_rand=1)
+    for stem, frame in logs.items():
+        if parts == 1:
+            frame.to_csv(directory / f'{stem}_{version}.csv', index=False)
+        else:
+            for i, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
+                frame.iloc[chunk].to_csv(directory / f'{stem}_{version}_part{i + 1}.csv', index=False)
+    return directory
+
+
+def kuairand_config(directory: Path, **overrides) -> ml_collections.ConfigDict:
+    from pepnet_jax.features import kuairand_features, kuairand_groups
+    cfg = dict(format='kuairand', dir=str(directory), version='auto', cache_dir='',
+               splits=dict(train=('20220408', '20220421'), valid=('20220422', '20220428'),
+                           test=('20220429', '20220508')),
+               random_log_split='', tabs=(0, 1, 2, 4), tasks=TASKS, group_column='user_id',
+               max_rows=0, features=kuairand_features(), groups=kuairand_groups(),
+               batch_size=64, eval_batch_size=128, seed=0)
+    cfg.update(overrides)
+    return ml_collections.ConfigDict(cfg)
+
+
+@pytest.fixture
+def kuairand_dir(tmp_path) -> Path:
+    return write_kuairand_dir(tmp_path / 'kuairand')

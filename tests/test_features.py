@@ -1,0 +1,83 @@
+"""Feature spec: presets validate, and each bad config names the field at fault."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import pytest
+
+from pepnet_jax.features import (DataSpec, FeatureInfo, FeatureSpec, aliccp_features,
+                                 aliccp_groups, kuairand_features, kuairand_groups,
+                                 spec_from_config)
+
+
+def _cfg(**over) -> ml_collections.ConfigDict:
+    cfg = dict(format='kuairand', tabs=(0, 1, 2, 4), features=kuairand_features(),
+               groups=kuairand_groups(), tasks=('is_click', 'long_view'), group_column='user_id')
+    cfg.update(over)
+    return ml_collections.ConfigDict(cfg)
+
+
+def test_kuairand_preset():
+    spec = spec_from_config(_cfg())
+    names = [f.name for f in spec.features]
+    assert names[:4] == ['user_id', 'video_id', 'author_id', 'tab']
+    assert spec.feature('tab').shared is False and spec.feature('user_id').shared is True
+    assert spec.feature('tag').kind == 'multi' and spec.feature('tag').max_len == 3
+    assert spec.feature('duration').kind == 'bucket'
+    assert spec.domain_column == 'tab' and spec.domains == (0, 1, 2, 4)
+    assert spec.groups['domain'] == ('tab',) and spec.groups['author'] == ('author_id',)
+    assert spec.tasks == ('is_click', 'long_view')
+    assert len(set(names)) == len(names)
+
+
+def test_aliccp_preset():
+    spec = spec_from_config(ml_collections.ConfigDict(dict(
+        format='aliccp', tabs=(1, 2, 3), features=aliccp_features(), groups=aliccp_groups(),
+        tasks=('click', 'purchase'))))
+    assert spec.domain_column == '301' and spec.group_column == '101'
+    assert spec.feature('domain').column == '301' and not spec.feature('domain').shared
+    assert sum(f.kind == 'dense' for f in spec.features) == 8
+
+
+def test_specs_are_frozen_hashable_and_round_trip():
+    spec = spec_from_config(_cfg())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.features[0].kind = 'dense'
+    assert hash(spec) == hash(spec_from_config(_cfg()))
+    assert DataSpec.from_dict(spec.to_dict()) == spec
+    info = FeatureInfo('a', 'categorical', 10, 1, True)
+    assert hash(info) and info.vocab_size == 10
+    assert FeatureSpec('x', 'x', 'categorical').min_count == 1
+
+
+def _feats(**changes_at_3):
+    f = kuairand_features()
+    f[3] = dict(f[3], **changes_at_3)
+    return f
+
+
+@pytest.mark.parametrize('over, message', [
+    (dict(format='csv'), r"config.data.format='csv' is not one of \('kuairand', 'aliccp'\)"),
+    (dict(features=_feats(kind='foo')), r"config.data.features\[3\].kind='foo' is not one of "
+                                        r"\('categorical', 'multi', 'bucket', 'dense'\)"),
+    (dict(features=_feats(name='user_id')), r"config.data.features\[3\].name='user_id' duplicates "
+                                            r"config.data.features\[0\]"),
+    (dict(features=_feats(kind='bucket')), r"config.data.features\[3\].num_buckets=0 must be >= 2"),
+    (dict(features=_feats(max_len=4)), r"config.data.features\[3\].max_len=4 only applies"),
+    (dict(features=_feats(colour='red')), r"config.data.features\[3\] has unknown option\(s\) \['colour'\]"),
+    (dict(features=_feats(transform='sqrt', kind='dense')), r"features\[3\].transform='sqrt'"),
+    (dict(features=_feats(min_count=0)), r"config.data.features\[3\]: need .*min_count >= 1"),
+    (dict(features=_feats(hash_buckets=100, max_vocab=5)), r"features\[3\]: hash_buckets excludes"),
+    (dict(features=[]), r'config.data.features is empty'),
+    (dict(groups=dict(user=('user_id', 'nope'))), r"config.data.groups.user names unknown "
+                                                  r"feature 'nope'"),
+    (dict(tasks=()), r'config.data.tasks must be a non-empty list'),
+    (dict(tasks=('is_click', 'is_click')), r"config.data.tasks\[1\]='is_click' is listed twice"),
+    (dict(tabs=(0, 15)), r"config.data.tabs\[1\]=15 is not a kuairand 'tab' value"),
+    (dict(tabs=()), r'config.data.tabs must be a non-empty list'),
+])
+def test_bad_config_names_the_field(over, message):
+    with pytest.raises(ValueError, match=message):
+        spec_from_config(_cfg(**over))

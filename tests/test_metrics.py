@@ -1,0 +1,370 @@
+"""Fast metrics must agree with slow, obviously-correct reference versions."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pepnet_jax import metrics as M
+
+
+# ---------------------------------------------------------------- references
+
+def ref_auc(labels, scores, weights=None):
+    """Pairwise count over all (positive, negative) pairs, ties count 0.5."""
+    labels = np.asarray(labels, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    w = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=float)
+    num = den = 0.0
+    for i in range(len(labels)):
+        if labels[i] <= 0.5 or w[i] == 0:
+            continue
+        for j in range(len(labels)):
+            if labels[j] > 0.5 or w[j] == 0:
+                continue
+            pair = w[i] * w[j]
+            den += pair
+            if scores[i] > scores[j]:
+                num += pair
+            elif scores[i] == scores[j]:
+                num += 0.5 * pair
+    return num / den if den > 0 else float("nan")
+
+
+def ref_gauc(labels, scores, groups):
+    labels, scores, groups = map(np.asarray, (labels, scores, groups))
+    num = den = 0.0
+    for g in sorted(set(groups.tolist())):
+        sel = groups == g
+        a = ref_auc(labels[sel], scores[sel])
+        if not math.isnan(a):
+            num += sel.sum() * a
+            den += sel.sum()
+    return num / den if den > 0 else float("nan")
+
+
+def ref_logloss(labels, scores, eps=1e-7):
+    total = 0.0
+    for y, s in zip(labels, scores):
+        p = min(max(float(s), eps), 1 - eps)
+        total += -(y * math.log(p) + (1 - y) * math.log(1 - p))
+    return total / len(labels) if len(labels) else float("nan")
+
+
+def same(a, b, tol=1e-9):
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= tol
+
+
+def tied_data(rng, n, n_groups=12, decimals=1, pos_rate=0.3):
+    labels = (rng.random(n) < pos_rate).astype(np.float32)
+    scores = np.round(rng.random(n), decimals)  # many ties
+    groups = rng.integers(0, n_groups, n) * 7 + 100  # sparse, non-zero ids
+    return labels, scores, groups
+
+
+# ----------------------------------------------------------------------- auc
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_auc_matches_pairwise_reference_with_ties(seed, dtype):
+    rng = np.random.default_rng(seed)
+    labels, scores, _ = tied_data(rng, 150 + 40 * seed)
+    scores = scores.astype(dtype)
+    assert same(M.auc(labels, scores), ref_auc(labels, scores))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_auc_matches_reference(seed):
+    rng = np.random.default_rng(100 + seed)
+    labels, scores, _ = tied_data(rng, 120)
+    weights = rng.integers(0, 4, 120).astype(float) * rng.random(120)  # ~25% zero
+    assert same(M.auc(labels, scores, weights), ref_auc(labels, scores, weights))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auc_and_gauc_with_sparse_ties(seed):
+    """Mostly distinct scores with a few ties (the usual model output) take a
+    different tie-counting path than heavily rounded scores."""
+    rng = np.random.default_rng(300 + seed)
+    n = 300
+    labels = (rng.random(n) < 0.4).astype(float)
+    scores = rng.random(n).astype(np.float32)
+    src, dst = rng.integers(0, n, 12), rng.integers(0, n, 12)
+    scores[dst] = scores[src]
+    groups = rng.integers(0, 5, n)
+    # Make sure some ties are within groups and mix classes.
+    groups[dst] = groups[src]
+    labels[dst[:6]] = 1 - labels[src[:6]]
+    assert same(M.auc(labels, scores), ref_auc(labels, scores))
+    assert same(M.gauc(labels, scores, groups), ref_gauc(labels, scores, groups))
+
+
+def test_integer_weights_equal_row_repetition():
+    rng = np.random.default_rng(3)
+    labels, scores, _ = tied_data(rng, 60)
+    reps = rng.integers(1, 4, 60)
+    expanded = M.auc(np.repeat(labels, reps), np.repeat(scores, reps))
+    assert same(M.auc(labels, scores, reps), expanded)
+
+
+def test_zero_weight_rows_are_ignored():
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.1, 0.0, 1.0])
+    # Rows 2 and 3 would reverse the ranking if they counted.
+    assert M.auc(labels, scores, [1, 1, 0, 0]) == 1.0
+    # Weight zero on every negative leaves one class: nan.
+    assert math.isnan(M.auc(labels, scores, [1, 0, 1, 0]))
+
+
+def test_auc_edge_cases():
+    assert M.auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert M.auc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]) == 0.0
+    assert M.auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert math.isnan(M.auc([1, 1, 1], [0.1, 0.2, 0.3]))
+    assert math.isnan(M.auc([0, 0], [0.1, 0.2]))
+    assert math.isnan(M.auc([], []))
+    assert math.isnan(M.auc([], [], weights=[]))
+
+
+def test_auc_signed_and_extreme_scores():
+    """Negative scores, -0.0 vs 0.0 and logits must rank like their values."""
+    scores = np.array([-3.0, -0.0, 0.0, 2.5, -1e30, 1e30, -1e-30], dtype=np.float32)
+    labels = np.array([0, 1, 0, 1, 0, 1, 0])
+    assert same(M.auc(labels, scores), ref_auc(labels, scores))
+    assert M.auc([0, 1], np.array([0.0, -0.0])) == 0.5
+
+
+def test_auc_float64_not_representable_in_float32():
+    """Distinct float64 scores that collapse in float32 must not tie."""
+    scores = np.array([0.5, 0.5 + 1e-12, 0.5 + 2e-12, 0.5 + 3e-12])
+    assert M.auc([0, 0, 1, 1], scores) == 1.0
+    assert M.auc([1, 1, 0, 0], scores) == 0.0
+
+
+def test_auc_length_mismatch_raises():
+    with pytest.raises(ValueError):
+        M.auc([0, 1], [0.1])
+    with pytest.raises(ValueError):
+        M.auc([0, 1], [0.1, 0.2], weights=[-1, 1])
+
+
+# ---------------------------------------------------------------------- gauc
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gauc_matches_loop_reference(seed):
+    rng = np.random.default_rng(200 + seed)
+    labels, scores, groups = tied_data(rng, 300, n_groups=25, pos_rate=0.2)
+    # Force some single-class groups, which must be skipped.
+    labels[groups == groups[0]] = 0
+    labels[groups == groups[1]] = 1
+    assert same(M.gauc(labels, scores, groups), ref_gauc(labels, scores, groups))
+
+
+def test_gauc_weights_groups_by_impressions():
+    # Group A: 2 rows, AUC 1. Group B: 4 rows, AUC 0. Group C single-class.
+    labels = [0, 1, 1, 1, 0, 0, 1, 1]
+    scores = [0.1, 0.9, 0.1, 0.2, 0.8, 0.9, 0.5, 0.5]
+    groups = ["a", "a", "b", "b", "b", "b", "c", "c"]
+    assert same(M.gauc(labels, scores, groups), (2 * 1.0 + 4 * 0.0) / 6)
+
+
+def test_gauc_edge_cases():
+    assert math.isnan(M.gauc([1, 0], [0.1, 0.2], [1, 2]))  # every group single-class
+    assert math.isnan(M.gauc([], [], []))
+    # Rank inside a group only: a global reversal across groups does not matter.
+    assert M.gauc([0, 1, 0, 1], [0.8, 0.9, 0.1, 0.2], [5, 5, 6, 6]) == 1.0
+
+
+def test_dense_rank_fallback_when_keys_do_not_fit(monkeypatch):
+    """Float32 score codes are replaced by dense ranks when group bits leave no
+    room in the int64 key; results must not change."""
+    rng = np.random.default_rng(12)
+    labels, scores, groups = tied_data(rng, 200, n_groups=20, decimals=2)
+    scores = scores.astype(np.float32)
+    expected = (ref_auc(labels, scores), ref_gauc(labels, scores, groups))
+    monkeypatch.setattr(M, "_KEY_BITS", 40)  # 32 score bits + 5 group bits + 1 > 40 - 1
+    out = M.task_metrics(labels, scores, groups)
+    assert same(out["auc"], expected[0]) and same(out["gauc"], expected[1])
+    monkeypatch.setattr(M, "_KEY_BITS", 8)  # even dense ranks cannot fit
+    with pytest.raises(ValueError):
+        M.task_metrics(labels, scores, groups)
+
+
+def test_gauc_huge_sparse_ids():
+    """Ids far apart (hashes) take the sort path and give the same answer."""
+    rng = np.random.default_rng(9)
+    labels, scores, groups = tied_data(rng, 200, n_groups=10)
+    hashed = groups.astype(np.int64) * 10**15 + 12345
+    assert same(M.gauc(labels, scores, hashed), ref_gauc(labels, scores, groups))
+
+
+# ------------------------------------------------------------------- logloss
+
+def test_logloss_matches_reference_and_clips():
+    rng = np.random.default_rng(5)
+    labels = (rng.random(100) < 0.4).astype(float)
+    scores = rng.random(100)
+    scores[:3] = [0.0, 1.0, 1.0]
+    labels[:3] = [1, 0, 1]
+    assert same(M.logloss(labels, scores), ref_logloss(labels, scores))
+    assert np.isfinite(M.logloss(labels, scores))
+    assert same(M.logloss([1.0], [0.0]), -math.log(1e-7))
+    assert same(M.logloss([1, 0], [0.5, 0.5]), math.log(2))
+    assert math.isnan(M.logloss([], []))
+
+
+def test_logloss_soft_labels():
+    labels = [0.3, 0.7]
+    scores = [0.2, 0.6]
+    assert same(M.logloss(labels, scores), ref_logloss(labels, scores))
+
+
+# -------------------------------------------------------------- task_metrics
+
+def test_task_metrics_values_and_mask():
+    rng = np.random.default_rng(11)
+    labels, scores, groups = tied_data(rng, 250, n_groups=20)
+    labels = labels.astype(np.float64)
+    mask = rng.random(250) < 0.7
+    labels[~mask & (rng.random(250) < 0.5)] = np.nan  # missing labels are masked
+    out = M.task_metrics(labels, scores, groups, mask)
+    y, s, g = labels[mask], scores[mask], groups[mask]
+    assert set(out) == {"auc", "gauc", "logloss", "positives", "impressions",
+                        "pos_rate", "mean_pred"}
+    assert same(out["auc"], ref_auc(y, s))
+    assert same(out["gauc"], ref_gauc(y, s, g))
+    assert same(out["logloss"], ref_logloss(y, s))
+    assert out["positives"] == int((y > 0.5).sum()) and isinstance(out["positives"], int)
+    assert out["impressions"] == int(mask.sum()) and isinstance(out["impressions"], int)
+    assert same(out["pos_rate"], float((y > 0.5).mean()))
+    assert same(out["mean_pred"], float(s.mean()))
+
+
+def test_task_metrics_nan_label_without_mask_is_dropped():
+    out = M.task_metrics([1, 0, np.nan], [0.9, 0.1, 0.5], [1, 1, 1])
+    assert out["impressions"] == 2 and out["auc"] == 1.0
+
+
+def test_task_metrics_empty():
+    out = M.task_metrics([1, 0], [0.9, 0.1], [1, 1], mask=[0, 0])
+    assert out["impressions"] == 0 and out["positives"] == 0
+    for k in ("auc", "gauc", "logloss", "pos_rate", "mean_pred"):
+        assert math.isnan(out[k])
+
+
+# ------------------------------------------------------------------ evaluate
+
+def _eval_data(seed=21, n=400, n_tasks=3, n_dom=3):
+    rng = np.random.default_rng(seed)
+    preds = np.round(rng.random((n, n_tasks)), 2).astype(np.float32)
+    labels = (rng.random((n, n_tasks)) < 0.3).astype(np.float32)
+    mask = rng.random((n, n_tasks)) < 0.8
+    domains = rng.integers(0, n_dom, n)
+    groups = rng.integers(0, 30, n)
+    return preds, labels, mask, domains, groups
+
+
+def test_evaluate_structure_and_domain_slices():
+    preds, labels, mask, domains, groups = _eval_data()
+    tasks, doms = ["click", "like", "share"], ["home", 7, "search"]
+    res = M.evaluate(preds, labels, mask, domains, groups, tasks, doms)
+    assert set(res) == {"overall", "domains", "mean"}
+    assert set(res["overall"]) == set(tasks)
+    assert set(res["domains"]) == {"home", "7", "search"}
+    for t, task in enumerate(tasks):
+        ref = M.task_metrics(labels[:, t], preds[:, t], groups, mask[:, t])
+        for k, v in ref.items():
+            assert same(res["overall"][task][k], v, 1e-12), (task, k)
+        for d, dn in enumerate(doms):
+            sel = domains == d
+            ref = M.task_metrics(labels[sel, t], preds[sel, t], groups[sel], mask[sel, t])
+            got = res["domains"][str(dn)][task]
+            for k, v in ref.items():
+                assert same(got[k], v, 1e-12), (task, dn, k)
+            # And independently against the slow references.
+            m = sel & mask[:, t]
+            assert same(got["auc"], ref_auc(labels[m, t], preds[m, t]))
+            assert same(got["gauc"], ref_gauc(labels[m, t], preds[m, t], groups[m]))
+    for k in ("auc", "gauc", "logloss"):
+        assert same(res["mean"][k], float(np.mean([res["overall"][t][k] for t in tasks])))
+
+
+def test_evaluate_excludes_masked_rows():
+    preds, labels, mask, domains, groups = _eval_data(seed=3, n_tasks=1)
+    res = M.evaluate(preds, labels, mask, domains, groups, ["t"], ["a", "b", "c"])
+    # Corrupt every masked-out row: results must not change.
+    preds2, labels2 = preds.copy(), labels.copy()
+    preds2[~mask] = 1 - preds2[~mask]
+    labels2[~mask] = np.nan
+    res2 = M.evaluate(preds2, labels2, mask, domains, groups, ["t"], ["a", "b", "c"])
+    for a, b in [(res["overall"]["t"], res2["overall"]["t"])] + [
+            (res["domains"][d]["t"], res2["domains"][d]["t"]) for d in "abc"]:
+        assert all(same(a[k], b[k], 0.0) for k in a)
+    assert res["overall"]["t"]["impressions"] == int(mask.sum())
+    full = M.evaluate(preds, labels, None, domains, groups, ["t"], ["a", "b", "c"])
+    assert full["overall"]["t"]["impressions"] == len(preds)
+    assert not same(full["overall"]["t"]["auc"], res["overall"]["t"]["auc"])
+
+
+def test_evaluate_mean_ignores_nan_tasks_and_empty_domain():
+    preds, labels, mask, domains, groups = _eval_data(seed=4, n_tasks=2, n_dom=2)
+    labels[:, 1] = 0  # task 1 single-class -> nan AUC/GAUC
+    res = M.evaluate(preds, labels, mask, domains, groups, ["a", "b"], ["x", "y", "empty"])
+    assert math.isnan(res["overall"]["b"]["auc"])
+    assert same(res["mean"]["auc"], res["overall"]["a"]["auc"])
+    assert same(res["mean"]["logloss"],
+                (res["overall"]["a"]["logloss"] + res["overall"]["b"]["logloss"]) / 2)
+    empty = res["domains"]["empty"]["a"]
+    assert empty["impressions"] == 0 and math.isnan(empty["auc"]) and math.isnan(empty["logloss"])
+
+
+def test_evaluate_empty_and_fully_masked():
+    res = M.evaluate(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)), [], [],
+                     ["a", "b"], ["x"])
+    assert res["overall"]["a"]["impressions"] == 0 and math.isnan(res["overall"]["a"]["auc"])
+    assert math.isnan(res["mean"]["auc"]) and math.isnan(res["mean"]["logloss"])
+    preds, labels, mask, domains, groups = _eval_data(n_tasks=2)
+    mask[:, 0] = False
+    res = M.evaluate(preds, labels, mask, domains, groups, ["a", "b"], ["x", "y", "z"])
+    assert res["overall"]["a"]["impressions"] == 0 and math.isnan(res["overall"]["a"]["gauc"])
+    assert same(res["mean"]["auc"], res["overall"]["b"]["auc"])
+
+
+def test_unsigned_huge_group_ids():
+    labels = [0, 1, 0, 1]
+    scores = [0.1, 0.9, 0.8, 0.2]
+    groups = np.array([2**64 - 1, 2**64 - 1, 2**64 - 2, 2**64 - 2], dtype=np.uint64)
+    assert M.gauc(labels, scores, groups) == 0.5
+
+
+def test_evaluate_rejects_bad_domain_index():
+    preds, labels, mask, domains, groups = _eval_data(n_dom=3)
+    with pytest.raises(ValueError):
+        M.evaluate(preds, labels, mask, domains, groups, ["a", "b", "c"], ["x", "y"])
+
+
+def test_evaluate_is_fast_enough():
+    """Guard against an accidental per-group Python loop (scaled-down size)."""
+    import time
+    rng = np.random.default_rng(0)
+    n = 200_000
+    preds = rng.random((n, 2)).astype(np.float32)
+    labels = (rng.random((n, 2)) < 0.1).astype(np.float32)
+    t0 = time.perf_counter()
+    M.evaluate(preds, labels, None, rng.integers(0, 4, n), rng.integers(0, 50_000, n),
+               ["a", "b"], list("abcd"))
+    assert time.perf_counter() - t0 < 5.0
+
+
+# ------------------------------------------------------------------- sklearn
+
+def test_against_sklearn_if_available():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(8)
+    labels, scores, _ = tied_data(rng, 2000, decimals=2)
+    w = rng.random(2000)
+    assert same(M.auc(labels, scores), sk.roc_auc_score(labels, scores))
+    assert same(M.auc(labels, scores, w), sk.roc_auc_score(labels, scores, sample_weight=w))
+    assert same(M.logloss(labels, scores), sk.log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7)))
