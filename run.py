@@ -6,7 +6,7 @@
   python run.py --config ... --workdir DIR --mode=predict --input LOG.csv --output OUT.csv
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file[:preset].')
@@ -23,6 +23,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # orbax and jax log every save at INFO
   from pepnet_jax import cli
   cli.run(FLAGS.config, FLAGS.workdir, FLAGS.mode, input_path=FLAGS.input,
           output_path=FLAGS.output, step=FLAGS.step, split=FLAGS.split)

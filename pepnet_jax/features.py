@@ -175,16 +175,22 @@ def _feature_from_config(i: int, raw: Any) -> FeatureSpec:
 
 
 def spec_from_config(data_config: Any) -> DataSpec:
-    """Validate ``config.data`` and build the DataSpec; ValueError names the bad field."""
+    """Validate ``config.data`` and build the DataSpec; ValueError names the bad field.
+
+    Empty ``features`` means the format's preset (``kuairand_features()`` ...); empty
+    ``groups`` means the preset groups restricted to the configured features.
+    """
     fmt = _get(data_config, 'format')
     if fmt not in FORMATS:
         raise ValueError(f'config.data.format={fmt!r} is not one of {tuple(FORMATS)}')
     defaults = FORMATS[fmt]
 
     raw_features = _get(data_config, 'features')
-    if not raw_features:
-        raise ValueError('config.data.features is empty; give a list of feature dicts '
-                         f'(e.g. pepnet_jax.features.{fmt}_features())')
+    preset = not raw_features  # [] / None = the format's preset features and groups
+    if preset:
+        raw_features = PRESETS[fmt][0]()
+    elif isinstance(raw_features, (str, Mapping)):
+        raise ValueError(f'config.data.features must be a list of feature dicts, got {raw_features!r}')
     features = tuple(_feature_from_config(i, f) for i, f in enumerate(raw_features))
     seen: dict[str, int] = {}
     for i, f in enumerate(features):
@@ -224,6 +230,10 @@ def spec_from_config(data_config: Any) -> DataSpec:
         raise ValueError(f'config.data.group_column={group_column!r} must be a column name')
 
     raw_groups = _get(data_config, 'groups', None) or {}
+    if not raw_groups:  # the preset groups, minus features this config does not have
+        raw_groups = {g: tuple(m for m in members if m in seen)
+                      for g, members in PRESETS[fmt][1]().items()}
+        raw_groups = {g: m for g, m in raw_groups.items() if m}
     groups: dict[str, tuple[str, ...]] = {}
     for gname, members in _as_dict(raw_groups).items():
         if isinstance(members, str):
@@ -320,3 +330,7 @@ def aliccp_groups() -> dict[str, tuple[str, ...]]:
                 user=('user_id', 'user_profile_category', 'user_gender', 'user_age'),
                 item=('item_id', 'item_category'),
                 author=('item_shop', 'item_brand'))
+
+
+PRESETS = {'kuairand': (kuairand_features, kuairand_groups),
+           'aliccp': (aliccp_features, aliccp_groups)}

@@ -296,7 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       t_last = time.time()
     if tc.checkpoint_every and step % tc.checkpoint_every == 0:
       checkpointer.save(step, state)
-  if total > start:
+  if total > start and checkpointer.latest_step() != total:
     checkpointer.save(total, state, force=True)
   checkpointer.close()
   split = tc.get('report_split', 'test')

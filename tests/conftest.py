@@ -54,13 +54,24 @@ def make_log(n: int, first_date: int, last_date: int, seed: int, tabs=(0, 1, 2, 
 
 def write_kuairand_dir(directory: Path, version: str = 'pure', n_train: int = 300,
                        n_test: int = 300, n_random: int = 0, seed: int = 0,
-                       parts: int = 1) -> Path:
-    """A KuaiRand folder: generated logs + symlinks to the real Pure feature files."""
-    require(KUAIRAND_SHARED / 'user_features_pure.csv')
+                       parts: int = 1, real: bool = False) -> Path:
+    """A KuaiRand folder: generated logs + symlinks to the real Pure feature files.
+
+    Without /work/shared (real=False only), feature files from the project's generator stand
+    in; tests that need specific real rows pass real=True and skip instead.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    os.symlink(KUAIRAND_SHARED / 'user_features_pure.csv', directory / f'user_features_{version}.csv')
-    os.symlink(KUAIRAND_SHARED / 'video_features_basic_pure.csv',
-               directory / f'video_features_basic_{version}.csv')
+    users, videos = directory / f'user_features_{version}.csv', directory / f'video_features_basic_{version}.csv'
+    if (KUAIRAND_SHARED / 'user_features_pure.csv').exists():
+        os.symlink(KUAIRAND_SHARED / 'user_features_pure.csv', users)
+        os.symlink(KUAIRAND_SHARED / 'video_features_basic_pure.csv', videos)
+    elif real:
+        require(KUAIRAND_SHARED / 'user_features_pure.csv')
+    else:
+        synth = pytest.importorskip('pepnet_jax.data.kuairand_synth',
+                                    reason='no shared KuaiRand files and no generator')
+        synth.make_users(np.random.default_rng(seed), 400).to_csv(users, index=False)
+        synth.make_videos(np.random.default_rng(seed + 1), 7583, 600).to_csv(videos, index=False)
     logs = {'log_standard_4_08_to_4_21': make_log(n_train, 20220408, 20220421, seed),
             'log_standard_4_22_to_5_08': make_log(n_test, 20220422, 20220508, seed + 1,
                                                   extra_videos=(9_000_001,))}

@@ -52,6 +52,15 @@ def test_specs_are_frozen_hashable_and_round_trip():
     assert FeatureSpec('x', 'x', 'categorical').min_count == 1
 
 
+def test_empty_features_and_groups_mean_the_preset():
+    spec = spec_from_config(_cfg(features=[], groups={}))
+    assert spec == spec_from_config(_cfg())
+    few = [dict(name='user_id', column='user_id', kind='categorical'),
+           dict(name='tab', column='tab', kind='categorical', shared=False)]
+    spec = spec_from_config(_cfg(features=few, groups={}))
+    assert spec.groups == {'domain': ('tab',), 'user': ('user_id',)}
+
+
 def _feats(**changes_at_3):
     f = kuairand_features()
     f[3] = dict(f[3], **changes_at_3)
@@ -70,7 +79,6 @@ def _feats(**changes_at_3):
     (dict(features=_feats(transform='sqrt', kind='dense')), r"features\[3\].transform='sqrt'"),
     (dict(features=_feats(min_count=0)), r"config.data.features\[3\]: need .*min_count >= 1"),
     (dict(features=_feats(hash_buckets=100, max_vocab=5)), r"features\[3\]: hash_buckets excludes"),
-    (dict(features=[]), r'config.data.features is empty'),
     (dict(groups=dict(user=('user_id', 'nope'))), r"config.data.groups.user names unknown "
                                                   r"feature 'nope'"),
     (dict(tasks=()), r'config.data.tasks must be a non-empty list'),

@@ -33,7 +33,7 @@ def _rows(rows: list[dict], date: int = 20220410) -> pd.DataFrame:
 
 def _dir(tmp_path: Path, train: pd.DataFrame, test: pd.DataFrame | None = None,
          version: str = 'pure') -> Path:
-    d = write_kuairand_dir(tmp_path / 'kr', version=version, n_train=5, n_test=5)
+    d = write_kuairand_dir(tmp_path / 'kr', version=version, n_train=5, n_test=5, real=True)
     train.to_csv(d / f'log_standard_4_08_to_4_21_{version}.csv', index=False)
     if test is not None:
         test.to_csv(d / f'log_standard_4_22_to_5_08_{version}.csv', index=False)
@@ -197,16 +197,16 @@ def test_read_log_file_keeps_all_rows_and_returns_raw_columns(kuairand_dir):
     spec = spec_from_config(cfg)
     log = make_log(40, 20220501, 20220502, seed=9, tabs=(0, 4), extra_videos=(9_000_002,))
     log = log.drop(columns=['is_click', 'is_like'])  # labels are optional in predict mode
+    log.loc[17, 'video_id'] = 5
     path = kuairand_dir.parent / 'to_score.csv'
     log.to_csv(path, index=False)
     frame, raw = kuairand.read_log_file(path, kuairand_dir, spec)
     assert len(frame) == 40
     for c in ('user_id', 'video_id', 'time_ms', 'tab'):
         np.testing.assert_array_equal(raw[c], log[c])
-    row = int(np.flatnonzero(log.video_id.to_numpy() == 5)[0]) if (log.video_id == 5).any() else None
-    if row is not None:
-        assert frame.loc[row, 'tag'] == '20,43'
-    assert frame['author_id'][log.video_id.to_numpy() == 9_000_002].isna().all()
+    assert frame.loc[17, 'tag'] == '20,43' and frame.loc[17, 'author_id'] == 8367059
+    unknown = log.video_id.to_numpy() == 9_000_002
+    assert unknown.any() and frame['author_id'][unknown].isna().all()
     assert 'is_click' not in frame.columns and 'is_follow' in frame.columns
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import kuairand_config
+from conftest import KUAIRAND_SHARED, kuairand_config, require
 from pepnet_jax.data import cache, kuairand, pipeline
 from pepnet_jax.data.vocab import Vocab
-from pepnet_jax.features import DataSpec, FeatureSpec, spec_from_config
+from pepnet_jax.features import DataSpec, spec_from_config
 
 
 def _spec(*features: dict) -> DataSpec:
@@ -129,6 +129,7 @@ def test_million_rows_encode_in_seconds():
 
 
 def test_real_missing_codes_map_to_oov(kuairand_dir, tmp_path):
+    require(KUAIRAND_SHARED / 'user_features_pure.csv')
     ds, infos, spec, vocab = pipeline.load_datasets(kuairand_config(kuairand_dir), tmp_path / 'w')
     frame = pd.DataFrame({'is_live_streamer': [1.0, np.nan], 'user_active_degree': ['full_active', None]})
     assert vocab.encode_feature('is_live_streamer', frame['is_live_streamer']).tolist() == [2, 1]

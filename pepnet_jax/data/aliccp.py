@@ -11,7 +11,6 @@ date ranges in it) the default is train/valid/test = ali_ccp_train/ali_ccp_val/a
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data.errors import (DataError, check_binary, check_domains, missing_file_error,
+from pepnet_jax.data.errors import (DataError, note, check_binary, check_domains, missing_file_error,
                                     read_csv_chunks, read_header, require_columns)
 from pepnet_jax.features import FORMATS, DataSpec, aliccp_features, aliccp_groups  # noqa: F401
-
-log = logging.getLogger('pepnet_jax.data')
 
 KNOWN_DOMAINS = FORMATS['aliccp']['known_domains']
 DEFAULT_SPLITS = {'train': 'ali_ccp_train', 'valid': 'ali_ccp_val', 'test': 'ali_ccp_test'}
@@ -106,7 +103,7 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
             raise DataError(f'split {name!r} is empty: no rows of {path} have '
                             f'{spec.domain_column!r} in {list(spec.domains)} (config.data.tabs)')
         frames[name] = frame
-    log.info('aliccp: %s in %.1fs', ', '.join(f'{n}={len(f):,}' for n, f in frames.items()),
+    note('aliccp: %s in %.1fs', ', '.join(f'{n}={len(f):,}' for n, f in frames.items()),
              time.time() - t0)
     return frames
 

@@ -1,5 +1,8 @@
 """Columnar cache: one .npy per column per split + the fitted vocab + a manifest.
 
+The columns are pipeline.encode_frame's: 'sparse' (all id features, int32 [N, S]), 'dense',
+'labels', 'domain', 'group' -- row-major blocks so that a shuffled batch is one gather each.
+
 Parsing multi-GB CSVs takes minutes; loading memory-mapped .npy files takes milliseconds. The
 cache folder name is a hash of everything the encoded columns depend on: the input files'
 paths, sizes and mtimes, the feature spec and the split/tab/task config, and CACHE_VERSION
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
@@ -24,9 +26,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pepnet_jax.data.errors import note
 from pepnet_jax.data.vocab import Vocab
-
-log = logging.getLogger('pepnet_jax.data')
 
 CACHE_VERSION = 1
 MANIFEST = 'manifest.json'
@@ -83,7 +84,7 @@ def write(root: str | os.PathLike, key: str, splits: Mapping[str, Mapping[str, n
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info('cache written to %s in %.1fs', final, time.time() - t0)
+    note('cache written to %s in %.1fs', final, time.time() - t0)
     return final
 
 

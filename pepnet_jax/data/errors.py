@@ -7,7 +7,6 @@ share these helpers so that the messages look the same for every format.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -16,9 +15,12 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger('pepnet_jax.data')
-
 CHUNK_ROWS = 1_000_000
+
+
+def note(msg: str, *args) -> None:
+    """A progress line on stdout, next to the CLI's other progress output."""
+    print('[data] ' + (msg % args if args else msg), flush=True)
 
 
 class DataError(ValueError):
@@ -60,8 +62,11 @@ def _is_numeric_dtype(dtype) -> bool:
 def _locate_bad_cell(path: Path, start: int, nrows: int, dtypes: Mapping[str, object],
                      usecols: Sequence[str], cause: Exception) -> DataError:
     """Re-read one failed chunk as text and find the first cell that does not parse."""
-    raw = pd.read_csv(path, header=None, names=read_header(path), usecols=list(usecols),
-                      dtype=str, skiprows=start + 1, nrows=nrows, encoding='utf-8-sig')
+    try:
+        raw = pd.read_csv(path, header=None, names=read_header(path), usecols=list(usecols),
+                          dtype=str, skiprows=start + 1, nrows=nrows, encoding='utf-8-sig')
+    except (ValueError, pd.errors.ParserError) as e:  # malformed CSV: pandas names the line
+        return DataError(f'{path}: malformed CSV after row {start}: {e}')
     best = None
     for col, dtype in dtypes.items():
         if col not in raw.columns or not _is_numeric_dtype(dtype):
@@ -108,7 +113,7 @@ def read_csv_chunks(path: Path, usecols: Sequence[str], dtypes: Mapping[str, obj
             yield start, chunk
             start += len(chunk)
             if size > 50_000_000:
-                log.info('%s%s: %s rows read (%.0fs)', label, path.name, f'{start:,}',
+                note('%s%s: %s rows read (%.0fs)', label, path.name, f'{start:,}',
                          time.time() - t0)
 
 

@@ -19,7 +19,6 @@ explicit dtypes), in chunks, with progress lines for big files.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 import time
 from pathlib import Path
@@ -28,11 +27,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data.errors import (DataError, check_binary, check_domains, missing_file_error,
+from pepnet_jax.data.errors import (DataError, note, check_binary, check_domains, missing_file_error,
                                     read_csv_chunks, read_header, require_columns)
 from pepnet_jax.features import FORMATS, DataSpec, kuairand_features, kuairand_groups  # noqa: F401
-
-log = logging.getLogger('pepnet_jax.data')
 
 YEAR = 2022
 MISSING_CODE = -124
@@ -345,7 +342,11 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     layout, plan, splits = _plan(data_config, spec)
     max_rows = int(data_config.get('max_rows', 0) or 0)
     tabs = np.asarray(spec.domains)
-    header = read_header(plan[0][0].path) if plan else []
+    if not plan:
+        lo, hi = splits['train']
+        raise DataError(f"split 'train' is empty: dates {lo}..{hi} overlap no standard log in "
+                        f'{layout.directory} ({[lf.path.name for lf in layout.logs]})')
+    header = read_header(plan[0][0].path)
     log_cols, user_cols, video_cols = _plan_columns(layout, spec, header, extra=('date',))
     label_cols = list(spec.tasks)
     usecols = list(dict.fromkeys(log_cols + label_cols))
@@ -390,7 +391,7 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
         frames[n] = pd.concat(parts[n], ignore_index=True)
         _normalize_missing(frames[n], feat_log_cols)
     _join_features(layout, frames, user_cols, video_cols)
-    log.info('kuairand %s: %s in %.1fs', layout.version,
+    note('kuairand %s: %s in %.1fs', layout.version,
              ', '.join(f'{n}={len(f):,}' for n, f in frames.items()), time.time() - t0)
     return frames
 

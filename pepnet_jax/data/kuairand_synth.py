@@ -657,6 +657,8 @@ def _sample_rows(rng: np.random.Generator, world: _World, n: int, start: _dt.dat
     base += W_HOUR[None, :] * np.cos(2 * np.pi * (hour - 21) / 24.0)[:, None]
     shared = rng.standard_normal((n, 1))
     base += NOISE_STD * (0.7 * shared + 0.714 * rng.standard_normal((n, len(TASKS))))
+    # hourmin = Beijing hour x 100, minutes dropped (official README example: a time_ms at
+    # 04:16 Beijing time has hourmin 400).
     return _Rows(n=n, user=user, video=video, tab=tab, date=date_int,
                  hourmin=(hour * 100).astype(np.int64), time_ms=time_ms, base=base,
                  is_rand=is_rand)

@@ -15,22 +15,19 @@ Batch (all numpy):
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
 from pepnet_jax.data import aliccp, cache, kuairand
-from pepnet_jax.data.errors import DataError
+from pepnet_jax.data.errors import DataError, note
 from pepnet_jax.data.vocab import Vocab
 from pepnet_jax.features import DataSpec, FeatureInfo, spec_from_config
-
-log = logging.getLogger('pepnet_jax.data')
 
 READERS = {'kuairand': kuairand, 'aliccp': aliccp}
 LABEL_MISSING = -1
@@ -256,26 +253,26 @@ def load_datasets(data_config: Any, workdir: str | Path
     root = Path(data_config.get('cache_dir', '') or Path(workdir) / 'cache')
     hit = cache.load(root, key)
     if hit is None:
-        log.info('data cache miss (%s): parsing %d file(s)', key, len(files))
+        note('data cache miss (%s): parsing %d file(s)', key, len(files))
         frames = reader.read_splits(data_config, spec)
         t1 = time.time()
         vocab = Vocab.fit(frames['train'], spec)
         columns = {}
         for name in list(frames):
             columns[name] = encode_frame(frames.pop(name), spec, vocab)  # free each frame
-        log.info('vocab + encoding: %.1fs', time.time() - t1)
+        note('vocab + encoding: %.1fs', time.time() - t1)
         cache.write(root, key, columns, vocab, dict(config=cfg, inputs=cache.fingerprint(files),
                                                     build_seconds=time.time() - t0))
         del columns
         hit = cache.load(root, key)
     else:
-        log.info('data cache hit: %s', root / key)
+        note('data cache hit: %s', root / key)
     splits, vocab, _ = hit
     vocab.save(Path(workdir) / 'vocab')
     order = sorted(splits, key=lambda n: (('train', 'valid', 'test').index(n)
                                           if n in ('train', 'valid', 'test') else 3, n))
     datasets = {name: Dataset.from_columns(splits[name], spec) for name in order}
-    log.info('datasets %s ready in %.1fs',
+    note('datasets %s ready in %.1fs',
              {n: d.num_rows for n, d in datasets.items()}, time.time() - t0)
     return datasets, vocab.feature_infos(), spec, vocab
 

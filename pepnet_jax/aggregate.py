@@ -1,0 +1,453 @@
+"""Sweep results: one row per configuration, mean ± std over seeds, and plots.
+
+  python -m pepnet_jax.aggregate SWEEP_DIR [--out DIR]
+
+Reads every ``SWEEP_DIR/*/report.json``. A run's overrides come from
+``sweep.json`` (written by ``pepnet_jax.sweep``); without it, from the fields
+whose values differ between the runs' ``config.json``; without those, from
+the directory name. Runs that differ only by seed (``train.seed`` /
+``data.seed``) form one configuration. Writes into ``--out`` (default
+SWEEP_DIR):
+
+  results.csv            one row per configuration: its varying fields,
+                         ``n_seeds``, ``seeds``, then for every metric ``<m>``
+                         (mean over seeds) and ``<m>_std``. Metrics:
+                         ``mean_auc``, ``mean_gauc``, ``mean_logloss`` (each run's
+                         mean over tasks), ``auc/<task>``, ``gauc/<task>`` and
+                         ``auc/<task>/domain_<d>``, ``gauc/<task>/domain_<d>``.
+  results.md             the same as README-ready tables, ``mean ± std`` with
+                         4 decimals, best mean per column in bold.
+  mean_auc_gauc.png      bars per configuration, std error bars.
+  gauc_per_task.png      per-task GAUC, bars grouped by task.
+  curve_<field>.png      only when exactly one numeric field varies: mean AUC /
+                         GAUC vs that field with ±std bands (one line per
+                         combination of any other varying fields).
+
+The std is the sample standard deviation (ddof=1) over seeds, the usual
+estimate of run-to-run spread; with one seed it is empty. Missing metrics
+(null in report.json, e.g. a task without positives) are left out of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from pepnet_jax import sweep as sweep_lib
+
+__all__ = ['Run', 'Row', 'load_runs', 'run_metrics', 'summarize', 'write_csv', 'write_markdown',
+           'plot_all', 'aggregate', 'main']
+
+SEED_FIELDS = sweep_lib.SEED_FIELDS
+_SEED_SUFFIX = re.compile(r'(^|,)seed=(-?\d+)$')
+
+
+class Run:
+  """One finished run: its report, overrides (seeds excluded) and seed."""
+
+  def __init__(self, name, config_name, overrides, seed, report, config=None):
+    self.name, self.config_name, self.overrides = name, config_name, overrides
+    self.seed, self.report, self.config = seed, report, config or {}
+
+
+class Row:
+  """One configuration: its fields and {metric: (mean, std, n)} over seeds."""
+
+  def __init__(self, config_name, fields, runs, stats):
+    self.config_name, self.fields, self.runs, self.stats = config_name, fields, runs, stats
+
+  @property
+  def seeds(self):
+    return [r.seed for r in self.runs]
+
+
+# ------------------------------------------------------------------ loading
+
+def _num(v) -> float:
+  try:
+    return math.nan if v is None else float(v)
+  except (TypeError, ValueError):
+    return math.nan
+
+
+def _hashable(v):
+  if isinstance(v, list):
+    return tuple(_hashable(x) for x in v)
+  if isinstance(v, dict):
+    return json.dumps(v, sort_keys=True)
+  return v
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict) and v:
+      out.update(_flatten(v, key + '.'))
+    else:
+      out[key] = _hashable(v)
+  return out
+
+
+def _read_json(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def load_runs(sweep_dir: str) -> list[Run]:
+  """Every finished run under ``sweep_dir``, in sweep order when sweep.json exists."""
+  names = sorted(d for d in os.listdir(sweep_dir)
+                 if os.path.isfile(os.path.join(sweep_dir, d, sweep_lib.REPORT)))
+  meta = _read_json(os.path.join(sweep_dir, sweep_lib.SWEEP_JSON)) or {}
+  declared = {p['name']: p for p in meta.get('points', []) if isinstance(p, dict) and 'name' in p}
+  if declared:  # sweep order; runs outside the declaration are stale, leave them out
+    order = {n: i for i, n in enumerate(declared)}
+    names = sorted((n for n in names if n in declared), key=order.get)
+  configs = {n: _read_json(os.path.join(sweep_dir, n, 'config.json')) for n in names}
+  flat = {n: _flatten(c) for n, c in configs.items() if isinstance(c, dict)}
+  varying = []
+  if len(flat) == len(names) and names:
+    keys = list(dict.fromkeys(k for f in flat.values() for k in f))
+    varying = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1
+               and k not in SEED_FIELDS]
+  runs = []
+  for n in names:
+    report = _read_json(os.path.join(sweep_dir, n, sweep_lib.REPORT))
+    if not isinstance(report, dict):
+      continue
+    cfg = flat.get(n, {})
+    if n in declared:
+      p = declared[n]
+      over = {k: _hashable(v) for k, v in (p.get('overrides') or {}).items()
+              if k not in SEED_FIELDS}
+      config_name, seed = p.get('config_name') or n, p.get('seed')
+    elif varying:
+      over = {k: cfg.get(k) for k in varying}
+      seed = cfg.get('train.seed')
+      config_name = sweep_lib.point_name(over) if over else 'base'
+    else:
+      m = _SEED_SUFFIX.search(n)
+      seed = int(m.group(2)) if m else cfg.get('train.seed')
+      config_name = (n[:m.start()] or 'base') if m else n
+      over = {}
+    runs.append(Run(n, config_name, over, seed, report, cfg))
+  return runs
+
+
+def run_metrics(report: dict) -> dict[str, float]:
+  """Flat metrics of one report.json: mean_*, auc/<task>, gauc/<task>/domain_<d>, ..."""
+  out = {f'mean_{m}': _num((report.get('mean') or {}).get(m)) for m in ('auc', 'gauc', 'logloss')}
+  overall = report.get('overall') or {}
+  domains = report.get('domains') or {}
+  tasks = list(dict.fromkeys([*overall, *(t for d in domains.values() for t in (d or {}))]))
+  for m in ('auc', 'gauc'):
+    for t in tasks:
+      out[f'{m}/{t}'] = _num((overall.get(t) or {}).get(m))
+      for d, per_task in domains.items():
+        out[f'{m}/{t}/domain_{d}'] = _num(((per_task or {}).get(t) or {}).get(m))
+  return out
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float, int]:
+  v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+  if not v.size:
+    return math.nan, math.nan, 0
+  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
+
+
+def summarize(runs: Sequence[Run]) -> list[Row]:
+  """Groups runs by configuration (seeds together), in first-seen order."""
+  groups: dict[str, list[Run]] = {}
+  for r in runs:
+    groups.setdefault(r.config_name, []).append(r)
+  fields = list(dict.fromkeys(k for r in runs for k in r.overrides if k != '_name'))
+  rows = []
+  for name, members in groups.items():
+    per_run = [run_metrics(r.report) for r in members]
+    cols = list(dict.fromkeys(k for m in per_run for k in m))
+    stats = {c: _stats([m.get(c, math.nan) for m in per_run]) for c in cols}
+    vals = {}
+    for f in fields:  # a field a point did not override has its config.json value
+      v = members[0].overrides.get(f, members[0].config.get(f))
+      vals[f] = v
+    rows.append(Row(name, vals, members, stats))
+  return rows
+
+
+def _columns(rows: Sequence[Row]) -> list[str]:
+  return list(dict.fromkeys(c for r in rows for c in r.stats))
+
+
+def _varying(rows: Sequence[Row]) -> list[str]:
+  fields = list(dict.fromkeys(f for r in rows for f in r.fields))
+  return [f for f in fields if len({repr(r.fields.get(f)) for r in rows}) > 1] or fields
+
+
+# ---------------------------------------------------------------- tables
+
+def _csv_num(x: float) -> str:
+  return '' if not math.isfinite(x) else f'{float(x):.10g}'  # drops float noise like ...0001
+
+
+def _field_str(v) -> str:
+  return '' if v is None else sweep_lib.cli_value(v)
+
+
+def write_csv(rows: Sequence[Row], path: str):
+  fields = list(dict.fromkeys(f for r in rows for f in r.fields))
+  cols = _columns(rows)
+  with open(path, 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['config', *fields, 'n_seeds', 'seeds', *(x for c in cols for x in (c, f'{c}_std'))])
+    for r in rows:
+      cells = [r.config_name, *(_field_str(r.fields.get(k)) for k in fields), len(r.runs),
+               ' '.join(str(s) for s in r.seeds)]
+      for c in cols:
+        mean, std, _ = r.stats.get(c, (math.nan, math.nan, 0))
+        cells += [_csv_num(mean), _csv_num(std)]
+      w.writerow(cells)
+
+
+def _cell(stat, best: bool = False) -> str:
+  mean, std, _ = stat
+  if not math.isfinite(mean):
+    return '-'
+  s = f'{mean:.4f}' + (f' ± {std:.4f}' if math.isfinite(std) else '')
+  return f'**{s}**' if best else s
+
+
+def _md_table(rows: Sequence[Row], cols: Sequence[tuple[str, str]], lower_better=()) -> list[str]:
+  """Markdown rows; ``cols`` = [(metric key, header)]."""
+  best = {}
+  for key, _ in cols:
+    means = [r.stats.get(key, (math.nan,))[0] for r in rows]
+    finite = [m for m in means if math.isfinite(m)]
+    if len(rows) > 1 and finite:
+      best[key] = min(finite) if key in lower_better else max(finite)
+  out = ['| configuration | seeds | ' + ' | '.join(h for _, h in cols) + ' |',
+         '|---|---:|' + '---:|' * len(cols)]
+  for r in rows:
+    cells = []
+    for key, _ in cols:
+      st = r.stats.get(key, (math.nan, math.nan, 0))
+      cells.append(_cell(st, key in best and st[0] == best[key]))
+    out.append(f'| {r.config_name} | {len(r.runs)} | ' + ' | '.join(cells) + ' |')
+  return out
+
+
+def _tasks_domains(rows: Sequence[Row]) -> tuple[list[str], list[str]]:
+  tasks, domains = [], []
+  for c in _columns(rows):
+    parts = c.split('/')
+    if len(parts) >= 2 and parts[0] in ('auc', 'gauc'):
+      tasks.append(parts[1])
+      if len(parts) == 3 and parts[2].startswith('domain_'):
+        domains.append(parts[2][len('domain_'):])
+  return list(dict.fromkeys(tasks)), list(dict.fromkeys(domains))
+
+
+def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results'):
+  tasks, domains = _tasks_domains(rows)
+  n_runs = sum(len(r.runs) for r in rows)
+  splits = {str(run.report.get('split')) for r in rows for run in r.runs if run.report.get('split')}
+  lines = [f'# {title}', '',
+           f'{len(rows)} configurations, {n_runs} runs'
+           + (f', {"/".join(sorted(splits))} split' if splits else '')
+           + '. Cells are mean ± sample standard deviation (ddof=1) over seeds; '
+           'the best mean per column is bold.', '',
+           '## Mean over tasks', '',
+           *_md_table(rows, [('mean_auc', 'AUC'), ('mean_gauc', 'GAUC'),
+                             ('mean_logloss', 'logloss')], lower_better={'mean_logloss'})]
+  for m, label in (('auc', 'AUC'), ('gauc', 'GAUC')):
+    lines += ['', f'## {label} per task (all domains)', '',
+              *_md_table(rows, [(f'{m}/{t}', t) for t in tasks])]
+  for d in domains:
+    for m, label in (('gauc', 'GAUC'), ('auc', 'AUC')):
+      lines += ['', f'## {label} per task, domain {d}', '',
+                *_md_table(rows, [(f'{m}/{t}/domain_{d}', t) for t in tasks])]
+  field_rows = _varying(rows)
+  if field_rows:
+    lines += ['', '## Configurations', '',
+              '| configuration | ' + ' | '.join(field_rows) + ' |',
+              '|---|' + '---|' * len(field_rows)]
+    lines += [f'| {r.config_name} | ' + ' | '.join(_field_str(r.fields.get(f)) or '-'
+                                                   for f in field_rows) + ' |' for r in rows]
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+# ----------------------------------------------------------------- plots
+
+def _save(fig, path):
+  # A bare Figure renders through Agg without pyplot: headless-safe, and the
+  # global backend (a notebook's inline one) stays untouched.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  FigureCanvasAgg(fig)
+  fig.savefig(path, dpi=110)
+
+
+def _limits(means, stds, pad=0.15):
+  lo = [m - (s if math.isfinite(s) else 0) for m, s in zip(means, stds) if math.isfinite(m)]
+  hi = [m + (s if math.isfinite(s) else 0) for m, s in zip(means, stds) if math.isfinite(m)]
+  if not lo:
+    return 0.0, 1.0
+  a, b = min(lo), max(hi)
+  span = max(b - a, 0.01)
+  return a - pad * span - 0.002, b + pad * span + 0.002
+
+
+def _err(stds):
+  return [s if math.isfinite(s) else 0.0 for s in stds]
+
+
+def plot_means(rows: Sequence[Row], path: str):
+  from matplotlib.figure import Figure
+  names = [r.config_name for r in rows]
+  width = max(7.0, 2 * (1.6 + 0.55 * len(rows)))
+  fig = Figure(figsize=(width, 4.8), layout='constrained')
+  axes = fig.subplots(1, 2)
+  for ax, (key, label) in zip(axes, (('mean_auc', 'mean AUC'), ('mean_gauc', 'mean GAUC'))):
+    means = [r.stats.get(key, (math.nan,))[0] for r in rows]
+    stds = [r.stats.get(key, (math.nan, math.nan))[1] for r in rows]
+    x = np.arange(len(rows))
+    colors = [f'C{i % 10}' for i in range(len(rows))]
+    ax.bar(x, np.nan_to_num(means), yerr=_err(stds), capsize=4, color=colors, alpha=0.85)
+    ax.set_ylim(*_limits(means, stds))
+    for xi, m, s in zip(x, means, _err(stds)):
+      if math.isfinite(m):  # above the error bar so the two do not overlap
+        ax.annotate(f'{m:.4f}', (xi, m + s), xytext=(0, 3), textcoords='offset points',
+                    ha='center', va='bottom', fontsize=7)
+    ax.set_xticks(x, names, rotation=30 if len(rows) > 2 else 0,
+                  ha='right' if len(rows) > 2 else 'center', fontsize=8)
+    ax.set_title(f'{label} (± std over seeds)', fontsize=10)
+    ax.grid(axis='y', alpha=0.3)
+  _save(fig, path)
+
+
+def plot_per_task(rows: Sequence[Row], path: str, metric: str = 'gauc'):
+  from matplotlib.figure import Figure
+  tasks, _ = _tasks_domains(rows)
+  tasks = tasks or ['-']
+  width = max(7.0, 1.5 + len(tasks) * (0.6 + 0.25 * len(rows)))
+  fig = Figure(figsize=(width, 4.8), layout='constrained')
+  ax = fig.subplots()
+  bar = 0.8 / max(len(rows), 1)
+  x = np.arange(len(tasks))
+  all_m, all_s = [], []
+  for i, r in enumerate(rows):
+    means = [r.stats.get(f'{metric}/{t}', (math.nan,))[0] for t in tasks]
+    stds = [r.stats.get(f'{metric}/{t}', (math.nan, math.nan))[1] for t in tasks]
+    all_m += means
+    all_s += stds
+    ax.bar(x - 0.4 + bar * (i + 0.5), np.nan_to_num(means), bar, yerr=_err(stds), capsize=2,
+           label=r.config_name, color=f'C{i % 10}', alpha=0.85)
+  ax.set_ylim(*_limits(all_m, all_s, pad=0.08))
+  ax.set_xticks(x, tasks, fontsize=9, rotation=20 if len(tasks) > 4 else 0,
+                ha='right' if len(tasks) > 4 else 'center')
+  ax.set_title(f'{metric.upper()} per task (all domains, ± std over seeds)', fontsize=10)
+  ax.grid(axis='y', alpha=0.3)
+  ax.legend(fontsize=7, ncols=1 if len(rows) < 8 else 2, loc='upper left',
+            bbox_to_anchor=(1.0, 1.0))
+  _save(fig, path)
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def curve_field(rows: Sequence[Row]) -> str | None:
+  """The one numeric field the sweep varies, if exactly one does."""
+  varying = [f for f in list(dict.fromkeys(f for r in rows for f in r.fields))
+             if len({repr(r.fields.get(f)) for r in rows}) > 1]
+  numeric = [f for f in varying if all(_is_number(r.fields.get(f)) for r in rows)]
+  return numeric[0] if len(numeric) == 1 else None
+
+
+def plot_curve(rows: Sequence[Row], field: str, path: str):
+  from matplotlib.figure import Figure
+  others = [f for f in dict.fromkeys(f for r in rows for f in r.fields)
+            if f != field and len({repr(r.fields.get(f)) for r in rows}) > 1]
+  series: dict[str, list[Row]] = {}
+  for r in rows:
+    label = ','.join(f'{f}={_field_str(r.fields.get(f))}' for f in others) or 'mean'
+    series.setdefault(label, []).append(r)
+  xs = [float(r.fields[field]) for r in rows]
+  log_x = min(xs) > 0 and max(xs) / min(xs) >= 100
+  fig = Figure(figsize=(11, 4.5), layout='constrained')
+  axes = fig.subplots(1, 2)
+  for ax, (key, label) in zip(axes, (('mean_auc', 'mean AUC'), ('mean_gauc', 'mean GAUC'))):
+    for i, (name, members) in enumerate(series.items()):
+      members = sorted(members, key=lambda r: float(r.fields[field]))
+      x = np.array([float(r.fields[field]) for r in members])
+      m = np.array([r.stats.get(key, (math.nan,))[0] for r in members])
+      s = np.nan_to_num(np.array([r.stats.get(key, (math.nan, math.nan))[1] for r in members]))
+      ax.plot(x, m, marker='o', color=f'C{i % 10}', label=name)
+      ax.fill_between(x, m - s, m + s, color=f'C{i % 10}', alpha=0.2, linewidth=0)
+    if log_x:
+      ax.set_xscale('log')
+    ax.set_xlabel(field)
+    ax.set_title(f'{label} vs {field} (band: ± std over seeds)', fontsize=10)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+      ax.legend(fontsize=7)
+  _save(fig, path)
+
+
+def plot_all(rows: Sequence[Row], out: str) -> dict[str, str]:
+  paths = {'bars': os.path.join(out, 'mean_auc_gauc.png'),
+           'per_task': os.path.join(out, 'gauc_per_task.png')}
+  plot_means(rows, paths['bars'])
+  plot_per_task(rows, paths['per_task'])
+  field = curve_field(rows)
+  if field is not None:
+    paths['curve'] = os.path.join(out, f'curve_{sweep_lib._safe(field)}.png')
+    plot_curve(rows, field, paths['curve'])
+  return paths
+
+
+def aggregate(sweep_dir: str, out: str | None = None, plots: bool = True) -> dict[str, str]:
+  """Writes results.csv, results.md and the plots; returns their paths."""
+  runs = load_runs(sweep_dir)
+  if not runs:
+    raise FileNotFoundError(f'no finished runs (*/report.json) under {sweep_dir}')
+  rows = summarize(runs)
+  out = out or sweep_dir
+  os.makedirs(out, exist_ok=True)
+  paths = {'csv': os.path.join(out, 'results.csv'), 'md': os.path.join(out, 'results.md')}
+  write_csv(rows, paths['csv'])
+  title = f'Sweep results: {os.path.basename(os.path.abspath(sweep_dir))}'
+  write_markdown(rows, paths['md'], title=title)
+  if plots:
+    paths.update(plot_all(rows, out))
+  return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  ap = argparse.ArgumentParser(prog='python -m pepnet_jax.aggregate',
+                               description='Results table and plots of a sweep directory.')
+  ap.add_argument('sweep_dir')
+  ap.add_argument('--out', default=None, help='output folder (default: SWEEP_DIR)')
+  ap.add_argument('--no_plots', action='store_true')
+  args = ap.parse_args(argv)
+  try:
+    paths = aggregate(args.sweep_dir, args.out, plots=not args.no_plots)
+  except FileNotFoundError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print('\n'.join(paths.values()))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

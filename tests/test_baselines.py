@@ -1,0 +1,270 @@
+"""The baselines: the model contract, each model's structure, and that they train."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pepnet_jax import configs, synthetic, train
+from pepnet_jax.models import MODELS, build_model
+from pepnet_jax.models import baselines  # noqa: F401  (registers the baselines)
+
+INFOS, SPEC = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)
+BATCH = synthetic.make_batches(INFOS, SPEC, 1, 64, seed=1)[0]
+T, D = len(SPEC.tasks), len(SPEC.domains)
+NAMES = ('dnn', 'shared_bottom', 'single_task', 'mmoe', 'ple', 'star')
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name, overrides):
+  mc = configs.base_config().model
+  mc.name = name
+  mc.tower = (16, 8)
+  mc.bottom = (16,)
+  mc.num_experts = 3
+  mc.specific_experts = 2
+  for k, v in overrides:
+    mc[k] = v
+  return build_model(mc, INFOS, SPEC)
+
+
+def model_for(name, **overrides):
+  return _model(name, tuple(sorted(overrides.items())))
+
+
+# Jitted once per model: whole-model compiles are much faster than eager op-by-op.
+@functools.lru_cache(maxsize=None)
+def _init_fn(model):
+  return jax.jit(model.init)
+
+
+@functools.lru_cache(maxsize=None)
+def _apply_fn(model, sow):
+  def fn(params, features, domain):
+    if sow:
+      return model.apply({'params': params}, features, domain, mutable=['intermediates'])[1]
+    return model.apply({'params': params}, features, domain)
+  return jax.jit(fn)
+
+
+def init(model):
+  return _init_fn(model)(jax.random.key(0), BATCH['features'], BATCH['domain'])
+
+
+def apply(model, params, features=None, domain=None):
+  features = BATCH['features'] if features is None else features
+  domain = BATCH['domain'] if domain is None else domain
+  return np.asarray(_apply_fn(model, False)(params, features, domain))
+
+
+def gates_of(model, params, features=None):
+  features = BATCH['features'] if features is None else features
+  return _apply_fn(model, True)(params, features, BATCH['domain'])['intermediates']
+
+
+def test_every_baseline_is_registered():
+  assert set(NAMES) <= set(MODELS)
+  assert type(model_for('dnn')) is type(model_for('shared_bottom')) is baselines.SharedBottom
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_contract_shape_tables_and_head_without_tables(name):
+  model = model_for(name)
+  params = init(model)['params']
+
+  @jax.jit
+  def both(params, features, domain):
+    full = model.apply({'params': params}, features, domain)
+    rows = model.apply({'params': {'embed': params['embed']}}, features, method='lookup')
+    rest = {k: v for k, v in params.items() if k != 'embed'}  # head never sees the tables
+    return full, model.apply({'params': rest}, rows, features, domain, method='head')
+
+  logits, head = both(params, BATCH['features'], BATCH['domain'])
+  assert logits.shape == (64, T) and logits.dtype == jnp.float32
+  assert np.all(np.isfinite(np.asarray(logits)))
+  assert set(params['embed']) == {f.name for f in INFOS}
+  for f in INFOS:
+    assert params['embed'][f.name].shape[1] == 16
+  np.testing.assert_allclose(np.asarray(head), np.asarray(logits), rtol=1e-6, atol=1e-6)
+  # The tasks are not one copy of the same output.
+  assert np.std(np.asarray(logits), axis=1).mean() > 1e-4
+
+
+def perturb(params, path, fn):
+  """A copy of params with the leaf at path (tuple of keys) replaced by fn(leaf)."""
+  out = jax.tree.map(lambda x: x, params)
+  node = out
+  for k in path[:-1]:
+    node = node[k]
+  node[path[-1]] = fn(node[path[-1]])
+  return out
+
+
+def changed_tasks(a, b):
+  return set(np.flatnonzero(np.abs(a - b).max(axis=0) > 1e-6).tolist())
+
+
+def test_single_task_towers_are_independent_but_shared_bottom_is_shared():
+  model = model_for('single_task')
+  params = init(model)['params']
+  assert params['towers_0']['kernel'].shape == (T, len(INFOS) * 16, 16)
+  base = apply(model, params)
+  for path in (('towers_0', 'kernel'), ('towers_1', 'bias')):
+    moved = perturb(params, path, lambda k: k.at[2].add(0.5))
+    assert changed_tasks(base, apply(model, moved)) == {2}
+  sb = model_for('shared_bottom')
+  p = init(sb)['params']
+  moved = perturb(p, ('bottom_mlp', 'dense_0', 'kernel'), lambda k: k + 0.5)
+  assert changed_tasks(apply(sb, p), apply(sb, moved)) == set(range(T))
+
+
+def test_mmoe_gates_are_per_task_softmaxes_over_experts():
+  model = model_for('mmoe')
+  params = init(model)['params']
+  assert params['experts']['dense_0']['kernel'].shape[0] == 3
+  g = np.asarray(gates_of(model, params)['gate_weights'][0])
+  assert g.shape == (64, T, 3)
+  assert g.min() > 0
+  np.testing.assert_allclose(g.sum(-1), 1.0, rtol=1e-5)
+  assert np.abs(g[:, 0] - g[:, 1]).max() > 1e-4  # each task has its own gate
+  # Forcing every gate onto expert 0 makes expert 1's weights irrelevant.
+  def force(b):
+    return b.at[:, 0].set(1e4)
+  forced = perturb(params, ('gates', 'bias'), force)
+  base = apply(model, forced)
+  moved = perturb(forced, ('experts', 'dense_0', 'kernel'), lambda k: k.at[1].add(1.0))
+  np.testing.assert_allclose(apply(model, moved), base, atol=1e-5)
+  moved0 = perturb(forced, ('experts', 'dense_0', 'kernel'), lambda k: k.at[0].add(1.0))
+  assert changed_tasks(base, apply(model, moved0)) == set(range(T))
+
+
+@pytest.mark.parametrize('levels', [1, 3])
+def test_ple_expert_counts_and_gates(levels):
+  model = model_for('ple', ple_levels=levels)
+  params = init(model)['params']
+  k, s = 3, 2
+  assert sorted(n for n in params if n.startswith('levels_')) == \
+      [f'levels_{l}' for l in range(levels)]
+  for l in range(levels):
+    lv = params[f'levels_{l}']
+    assert lv['shared_experts']['dense_0']['kernel'].shape[0] == k
+    assert lv['specific_experts']['dense_0']['kernel'].shape[0] == T * s
+    assert lv['task_gates']['kernel'].shape[-1] == s + k
+    assert ('shared_gate' in lv) == (l < levels - 1)  # no shared gate at the last level
+    if l < levels - 1:
+      assert lv['shared_gate']['kernel'].shape[-1] == T * s + k
+  inter = gates_of(model, params)
+  for l in range(levels):
+    for name, g in inter[f'levels_{l}'].items():
+      np.testing.assert_allclose(np.asarray(g[0]).sum(-1), 1.0, rtol=1e-5, err_msg=name)
+
+
+def test_cgc_task_specific_experts_only_feed_their_own_task():
+  model = model_for('ple', ple_levels=1)
+  params = init(model)['params']
+  base = apply(model, params)
+  path = ('levels_0', 'specific_experts', 'dense_0', 'kernel')
+  # Experts 2 and 3 (S=2 per task) belong to task 1.
+  moved = perturb(params, path, lambda w: w.at[2:4].add(0.5))
+  assert changed_tasks(base, apply(model, moved)) == {1}
+  shared = perturb(params, ('levels_0', 'shared_experts', 'dense_0', 'kernel'),
+                   lambda w: w.at[0].add(0.5))
+  assert changed_tasks(base, apply(model, shared)) == set(range(T))
+  # With two levels the shared gate carries task 1's experts to every task.
+  deep = model_for('ple', ple_levels=2)
+  p2 = init(deep)['params']
+  moved2 = perturb(p2, path, lambda w: w.at[2:4].add(0.5))
+  assert changed_tasks(apply(deep, p2), apply(deep, moved2)) == set(range(T))
+
+
+def randomize_domain_params(params, seed=0):
+  """Moves every per-domain STAR parameter away from its identity init."""
+  leaves, tree = jax.tree_util.tree_flatten_with_path(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  out = []
+  for (path, x), key in zip(leaves, keys):
+    if 'domain_' in jax.tree_util.keystr(path):
+      x = x + 0.3 * jax.random.normal(key, x.shape)
+    out.append(x)
+  return jax.tree_util.tree_unflatten(tree, out)
+
+
+def test_star_depends_on_domain_index_and_shared_bottom_does_not():
+  other = (BATCH['domain'] + 1) % D
+  star = model_for('star')
+  p = randomize_domain_params(init(star)['params'])
+  a, b = apply(star, p), apply(star, p, domain=other)
+  assert np.abs(a - b).min(axis=1).max() > 1e-4  # rows move when their domain changes
+  sb = model_for('shared_bottom')
+  q = init(sb)['params']
+  np.testing.assert_array_equal(apply(sb, q), apply(sb, q, domain=other))
+
+
+def test_star_layer_weight_is_shared_times_domain_and_bias_is_sum():
+  star = model_for('star')
+  p = randomize_domain_params(init(star)['params'], seed=1)
+  dom = BATCH['domain']
+  rows = dom == 1
+  assert rows.any() and (~rows).any()
+  lay = p['star_0']
+  scale = jnp.linspace(0.5, 2.0, lay['shared_kernel'].size).reshape(lay['shared_kernel'].shape)
+  # Scaling domain 1's kernel by `scale` == scaling the shared kernel, for domain-1 rows.
+  via_domain = perturb(p, ('star_0', 'domain_kernel'), lambda w: w.at[1].multiply(scale))
+  via_shared = perturb(p, ('star_0', 'shared_kernel'), lambda w: w * scale)
+  a, b = apply(star, via_domain), apply(star, via_shared)
+  np.testing.assert_allclose(a[rows], b[rows], rtol=1e-4, atol=1e-5)
+  assert np.abs(a[~rows] - b[~rows]).max() > 1e-4
+  np.testing.assert_allclose(a[~rows], apply(star, p)[~rows], rtol=1e-6, atol=1e-6)
+  # Biases add: moving the domain bias for domain 1 == moving the shared bias.
+  via_db = perturb(p, ('star_0', 'domain_bias'), lambda x: x.at[1].add(0.7))
+  via_sb = perturb(p, ('star_0', 'shared_bias'), lambda x: x + 0.7)
+  np.testing.assert_allclose(apply(star, via_db)[rows], apply(star, via_sb)[rows],
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_star_partitioned_norm_and_aux_network():
+  star = model_for('star')
+  p = init(star)['params']
+  dom = BATCH['domain']
+  base = apply(star, p)
+  moved = perturb(p, ('norm', 'domain_scale'), lambda x: x.at[2].multiply(1.7))
+  diff = np.abs(apply(star, moved) - base).max(axis=1)
+  assert diff[dom == 2].min() > 1e-6 and diff[dom != 2].max() == 0.0
+  # The auxiliary logit reads only the domain features ('tab').
+  aux = np.asarray(gates_of(star, p)['aux_logits'][0])
+  assert aux.shape == (64, T)
+  feats = dict(BATCH['features'], user_id=(BATCH['features']['user_id'] + 7) % 200)
+  np.testing.assert_array_equal(np.asarray(gates_of(star, p, feats)['aux_logits'][0]), aux)
+  feats = dict(BATCH['features'], tab=(BATCH['features']['tab'] + 1) % D)
+  assert np.abs(np.asarray(gates_of(star, p, feats)['aux_logits'][0]) - aux).max() > 1e-6
+
+
+def test_bad_expert_config_is_named():
+  with pytest.raises(ValueError, match='num_experts'):
+    init(model_for('mmoe', num_experts=0))
+  with pytest.raises(ValueError, match='ple_levels'):
+    init(model_for('ple', ple_levels=0))
+
+
+@pytest.mark.parametrize('name', ['shared_bottom', 'single_task', 'mmoe', 'ple', 'star'])
+def test_train_steps_lower_the_loss(name):
+  c = configs.base_config()
+  c.model.name = name
+  c.model.tower = (16, 8)
+  c.model.bottom = (16,)
+  c.model.num_experts = 2
+  c.optim.dense.lr = 1e-3
+  c.mesh.num_devices = 1
+  batch = synthetic.make_batches(INFOS, SPEC, 1, 256, seed=3)[0]
+  model = build_model(c.model, INFOS, SPEC)
+  steps = train.make_steps(model, c, total_steps=100)
+  dev = train.device_batch(batch)
+  steps, state = train.jit_steps(steps, c, dev, jax.random.key(0))
+  losses = []
+  for _ in range(20):
+    state, m = steps.train_step(state, dev)
+    losses.append(float(m['loss']))
+  assert np.all(np.isfinite(losses))
+  assert losses[-1] < losses[0] - 0.05, losses

@@ -1,0 +1,118 @@
+"""End to end through run.py: train, kill mid-run and resume, evaluate, predict."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pandas as pd
+import pytest
+
+from pepnet_jax import metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE_DIR = os.path.join(REPO, '.pytest_cache', 'jax_compilation_cache')
+STEPS = 60
+COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
+          f'--config.train.num_steps={STEPS}', '--config.train.checkpoint_every=4',
+          '--config.train.log_every=4', '--config.model.tower=(32,16)',
+          '--config.data.batch_size=256', '--config.mesh.num_devices=1']
+
+
+def run_cli(workdir, data_dir, *extra, wait=True):
+  cmd = [sys.executable, os.path.join(REPO, 'run.py'), *COMMON, f'--workdir={workdir}',
+         f'--config.data.dir={data_dir}', *extra]
+  # A shared persistent compilation cache: later processes skip XLA compiles.
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(CACHE_DIR),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  if not wait:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+  out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  return out.stdout
+
+
+def final_params(workdir):
+  ckpt_dir = os.path.join(workdir, 'checkpoints', str(STEPS), 'state')
+  tree = ocp.StandardCheckpointer().restore(ckpt_dir)
+  return tree['params']
+
+
+def flat(tree, prefix=''):
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(flat(v, f'{prefix}{k}/'))
+    else:
+      out[prefix + k] = np.asarray(v)
+  return out
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp('e2e')
+  data_dir = root / 'data'
+  full = root / 'uninterrupted'
+  stdout = run_cli(full, data_dir)  # generates the data on first use
+  # Interrupted run: SIGKILL as soon as its first checkpoint has landed.
+  killed = root / 'killed'
+  proc = run_cli(killed, data_dir, wait=False)
+  ckpts = killed / 'checkpoints'
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    steps = [int(p) for p in os.listdir(ckpts) if p.isdigit()] if ckpts.exists() else []
+    if any(0 < s < STEPS for s in steps):
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / 'report.json').exists(), 'the run finished before it could be killed'
+  resumed_stdout = run_cli(killed, data_dir)
+  return dict(root=root, data_dir=data_dir, full=full, killed=killed, stdout=stdout,
+              resumed_stdout=resumed_stdout)
+
+
+def test_demo_prints_a_task_by_domain_table(runs):
+  out = runs['stdout']
+  assert 'Evaluation on the test split' in out
+  for task in ('is_click', 'is_like', 'long_view'):
+    assert task in out
+  lines = [l.split() for l in out.splitlines()]
+  domains = {l[0] for l in lines if len(l) >= 3 and l[1] == 'is_click'}
+  assert {'all', '0', '1', '2', '4'} <= domains
+  for name in ('report.json', 'report.png', 'config.json', 'metrics.jsonl'):
+    assert (runs['full'] / name).exists(), name
+  assert os.listdir(runs['full'] / 'tensorboard')
+
+
+def test_killed_run_resumes_to_identical_parameters(runs):
+  assert 'Resumed from checkpoint at step' in runs['resumed_stdout']
+  a, b = flat(final_params(runs['full'])), flat(final_params(runs['killed']))
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_predict_matches_evaluation(runs):
+  """predict's probabilities give the report's AUC on the same file."""
+  log = runs['data_dir'] / 'log_standard_4_22_to_5_08_pure.csv'
+  out_csv = runs['root'] / 'pred.csv'
+  run_cli(runs['full'], runs['data_dir'], '--mode=predict', f'--input={log}',
+          f'--output={out_csv}')
+  pred = pd.read_csv(out_csv)
+  src = pd.read_csv(log, usecols=['user_id', 'video_id', 'time_ms', 'tab', 'is_click', 'date'])
+  assert len(pred) == len(src)
+  for c in ('user_id', 'video_id', 'time_ms', 'tab'):
+    np.testing.assert_array_equal(pred[c].to_numpy(), src[c].to_numpy())
+  # The evaluate mode on the test split (the same file's 04-29..05-08 rows).
+  stdout = run_cli(runs['full'], runs['data_dir'], '--mode=evaluate', '--split=test')
+  assert 'Evaluation on the test split' in stdout
+  import json
+  report = json.loads((runs['full'] / f'report_test_step{STEPS}.json').read_text())
+  test_rows = src['date'].between(20220429, 20220508).to_numpy()
+  got = metrics.auc(src['is_click'].to_numpy()[test_rows], pred['p_is_click'].to_numpy()[test_rows])
+  assert abs(got - report['overall']['is_click']['auc']) < 1e-4
