@@ -94,7 +94,11 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
       raise ValueError(f'config.optim.sparse_group={sparse_group!r} needs optimizer adagrad, '
                        f'got config.optim.{sparse_group}.optimizer={oc[sparse_group].optimizer!r}')
   tx = optim.build_optimizer(oc, total_steps, exclude=(sparse_group,) if sparse_group else ())
-  task_weights = jnp.asarray(config.train.task_weights, jnp.float32)
+  task_weights = tuple(config.train.task_weights) or (1.0,) * model.num_tasks
+  if len(task_weights) != model.num_tasks:
+    raise ValueError(f'config.train.task_weights has {len(task_weights)} values for '
+                     f'{model.num_tasks} tasks (config.data.tasks); use () for all ones')
+  task_weights = jnp.asarray(task_weights, jnp.float32)
   mesh = mesh or shard_lib.make_mesh(config.get('mesh', {}).get('num_devices', 1))
 
   def init(rng, batch) -> TrainState:

@@ -37,3 +37,5 @@ def build_model(model_config, feature_infos, data_spec):
                 dtype=layers.dtype_from_name(model_config.get('dtype', 'float32')),
                 row_multiple=model_config.get('table_row_multiple', 1))
   return MODELS[name](model_config, feature_infos, data_spec, common)
+
+from pepnet_jax.models import baselines  # noqa: E402,F401  (registers the baselines)
