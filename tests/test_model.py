@@ -103,7 +103,7 @@ def test_separate_task_gates_have_one_gate_per_task_per_layer():
   sep = init(model_for(task_gates='separate'))['params']
   t = len(SPEC.tasks)
   assert sep['ppnet_gates_0_0']['out']['kernel'].shape[1] * t == \
-      split['ppnet_gates_0']['out']['kernel'].shape[1]
+      split['ppnet_gates_0']['kernel'].shape[1]
   assert len([k for k in sep if k.startswith('ppnet_gates_')]) == 3 * t
 
 

@@ -80,14 +80,14 @@ class PEPNet(nn.Module):
       hidden = self.ppnet_hidden or len(self.prior_inputs) * self.embed_dim
       if self.task_gates == 'split':
         self.ppnet_gates = [
-            layers.GateNU(hidden, w * self.num_tasks, self.gamma, self.dtype)
+            layers.SplitGateNU(hidden, self.num_tasks, w, self.gamma, self.dtype)
             for w in widths]
       else:
         self.ppnet_gates = [
             [layers.GateNU(hidden, w, self.gamma, self.dtype) for _ in range(self.num_tasks)]
             for w in widths]
     out = self.num_domains if self.domain_towers else 1
-    self.towers = [layers.TaskDense(self.num_tasks, w, self.dtype)
+    self.towers = [layers.TaskDense(self.num_tasks, w, self.dtype, task_major=True)
                    for w in list(self.tower) + [out]]
 
   def __call__(self, inputs, domain):
@@ -119,21 +119,24 @@ class PEPNet(nn.Module):
       prior = [fields[n] for n in self.prior_inputs]
       gate_in = jnp.concatenate(prior + [self._sg(o_ep)], -1)
     act = layers.activation_fn(self.activation)
-    h = self.perturb('H_0', o_ep)  # [B, in], shared by all tasks until the first gate
+    # Tower activations are task-major, [T, B, width] (see layers.TaskDense);
+    # H_0 is [B, in], shared by all tasks until the first gate.
+    h = self.perturb('H_0', o_ep)
     for l, dense in enumerate(self.towers):
       if self.use_ppnet:
-        width = h.shape[-1]
         if self.task_gates == 'split':
-          gate = self.ppnet_gates[l](gate_in).reshape(-1, self.num_tasks, width)
+          gate = self.ppnet_gates[l](gate_in)  # [T, B, width]
         else:
-          gate = jnp.stack([g(gate_in) for g in self.ppnet_gates[l]], axis=1)
+          gate = jnp.stack([g(gate_in) for g in self.ppnet_gates[l]], axis=0)
         self.sow('intermediates', f'ppnet_gate_value_{l}', gate)
-        h = gate.astype(h.dtype) * (h[:, None, :] if h.ndim == 2 else h)
-      h = dense(h)  # [B, T, width]
+        if h.ndim == 2:  # the tower input, shared by all tasks
+          h = layers.broadcast_tasks(h, self.num_tasks)
+        h = gate.astype(h.dtype) * h
+      h = dense(h)  # [T, B, width]
       if l < len(self.towers) - 1:
         h = act(h)
     h = h.astype(jnp.float32)
     if self.domain_towers:
-      idx = jnp.broadcast_to(domain[:, None, None], (h.shape[0], h.shape[1], 1))
+      idx = jnp.broadcast_to(domain[None, :, None], (h.shape[0], h.shape[1], 1))
       h = jnp.take_along_axis(h, idx, axis=-1)
-    return h[..., 0]
+    return h[..., 0].T  # [B, T]
