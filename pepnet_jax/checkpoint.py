@@ -56,3 +56,19 @@ class Checkpointer:
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def load_state_arrays(workdir: str, step: int) -> Any:
+  """The saved train state of ``step`` as host numpy arrays, whatever the
+  topology it was saved from (e.g. for inspection or comparing runs)."""
+  import numpy as np
+  path = os.path.join(os.path.abspath(workdir), 'checkpoints', str(step), 'state')
+  ckptr = ocp.StandardCheckpointer()
+  meta = ckptr.metadata(path)
+  tree = getattr(meta, 'item_metadata', meta)
+  device = jax.local_devices()[0]
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype,
+                                     sharding=jax.sharding.SingleDeviceSharding(device)), tree)
+  restored = ckptr.restore(path, target)
+  return jax.tree.map(np.asarray, restored)

@@ -15,6 +15,8 @@ def maybe_initialize_distributed(config):
   dc = config.get('distributed')
   if dc is None or not dc.enabled:
     return
+  # CPU processes need a collectives backend for cross-process reductions.
+  jax.config.update('jax_cpu_collectives_implementation', dc.get('cpu_collectives', 'gloo'))
   kwargs = {}
   if dc.coordinator_address:
     kwargs = dict(coordinator_address=dc.coordinator_address,

@@ -102,6 +102,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.coordinator_address = ''
   c.distributed.num_processes = 1
   c.distributed.process_id = 0
+  c.distributed.cpu_collectives = 'gloo'  # CPU backend's cross-process collectives
   return c
 
 

@@ -52,6 +52,25 @@ def device_batch(batch: dict) -> dict:
   return {k: batch[k] for k in DEVICE_KEYS}
 
 
+def process_rows(batch: dict) -> dict:
+  """This process's share of a global batch (multi-host: each feeds its rows).
+
+  Every process walks the same global batches (same permutation) and keeps
+  the contiguous block of rows its devices hold in the batch sharding.
+  """
+  n_proc = jax.process_count()
+  if n_proc == 1:
+    return batch
+  i = jax.process_index()
+  size = len(batch['weight']) // n_proc
+  return jax.tree.map(lambda x: x[i * size:(i + 1) * size], batch)
+
+
+def to_device(batch: dict, mesh) -> dict:
+  """Host batch (global) -> device arrays split over the mesh's data axis."""
+  return shard_lib.put_batch(process_rows(device_batch(batch)), mesh)
+
+
 def multitask_loss(logits, labels, label_mask, weight, task_weights):
   """Sum over tasks of weighted mean binary cross-entropy.
 
@@ -185,7 +204,7 @@ def predict_arrays(steps: Steps, params, dataset, batch_size: int, progress: boo
   t0 = time.time()
   n_batches = dataset.num_batches(batch_size, drop_remainder=False)
   for i, batch in enumerate(dataset.eval_batches(batch_size)):
-    probs = steps.eval_step(params, shard_lib.put_batch(device_batch(batch), steps.mesh))
+    probs = steps.eval_step(params, to_device(batch, steps.mesh))
     keep = np.asarray(batch['weight']) > 0
     out['preds'].append(np.asarray(probs)[keep])
     for k in ('labels', 'label_mask', 'domain', 'group'):
@@ -281,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics = None
   for step in range(start + 1, total + 1):
     batch = next(batches)
-    state, metrics = steps.train_step(state, shard_lib.put_batch(device_batch(batch), steps.mesh))
+    state, metrics = steps.train_step(state, to_device(batch, steps.mesh))
     n_last += config.data.batch_size
     if step % tc.log_every == 0 or step == total:
       loss = float(metrics['loss'])  # blocks: the throughput figure is honest

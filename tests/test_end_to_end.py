@@ -1,5 +1,6 @@
 """End to end through run.py: train, kill mid-run and resume, evaluate, predict."""
 
+import json
 import os
 import signal
 import subprocess
@@ -7,11 +8,10 @@ import sys
 import time
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pandas as pd
 import pytest
 
-from pepnet_jax import metrics
+from pepnet_jax import checkpoint, metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE_DIR = os.path.join(REPO, '.pytest_cache', 'jax_compilation_cache')
@@ -37,9 +37,7 @@ def run_cli(workdir, data_dir, *extra, wait=True):
 
 
 def final_params(workdir):
-  ckpt_dir = os.path.join(workdir, 'checkpoints', str(STEPS), 'state')
-  tree = ocp.StandardCheckpointer().restore(ckpt_dir)
-  return tree['params']
+  return checkpoint.load_state_arrays(str(workdir), STEPS)['params']
 
 
 def flat(tree, prefix=''):
@@ -111,8 +109,21 @@ def test_predict_matches_evaluation(runs):
   # The evaluate mode on the test split (the same file's 04-29..05-08 rows).
   stdout = run_cli(runs['full'], runs['data_dir'], '--mode=evaluate', '--split=test')
   assert 'Evaluation on the test split' in stdout
-  import json
+
   report = json.loads((runs['full'] / f'report_test_step{STEPS}.json').read_text())
   test_rows = src['date'].between(20220429, 20220508).to_numpy()
   got = metrics.auc(src['is_click'].to_numpy()[test_rows], pred['p_is_click'].to_numpy()[test_rows])
   assert abs(got - report['overall']['is_click']['auc']) < 1e-4
+
+
+def test_oracle_comparison_reads_the_truth_files(runs):
+  from pepnet_jax import oracle
+  out = oracle.compare(str(runs['full']))
+  table = {(r['domain'], r['task']): r for r in out['table']}
+  assert {('all', 'is_click'), ('1', 'long_view')} <= set(table)
+  report = json.loads((runs['full'] / 'report.json').read_text())
+  assert out['rows'] == report['overall']['is_click']['impressions']
+  for task in ('is_click', 'long_view'):  # frequent labels: the oracle must win
+    r = table[('all', task)]
+    assert r['model_auc'] == report['overall'][task]['auc']
+    assert 0.5 < r['model_auc'] < r['oracle_auc'] < 1.0

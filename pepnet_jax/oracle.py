@@ -1,0 +1,98 @@
+"""Model AUC beside the oracle AUC, on generated KuaiRand-format data.
+
+  python -m pepnet_jax.oracle --workdir DIR [--split test]
+
+The generator (``data/kuairand_synth.py``) writes the true probability of
+every label of every log row to ``truth/<log file>``. Scoring the split's
+rows with those probabilities gives the best AUC any model can reach on them
+(the oracle). This reads the run's ``config.json`` and ``report.json``,
+selects the split's rows exactly as the reader does (dates and tabs), and
+prints, per task and per tab, the model's AUC beside the oracle's; saves
+``oracle_vs_model.json`` in the workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from pepnet_jax import metrics
+
+
+def oracle_auc(data_dir: str, split: tuple[str, str], tabs, tasks) -> dict:
+  """{'all': {task: auc}, '<tab>': {...}} of the truth probabilities on a split."""
+  lo, hi = int(split[0]), int(split[1])
+  frames = []
+  for log in sorted(glob.glob(os.path.join(data_dir, 'log_standard_*.csv'))):
+    truth = os.path.join(data_dir, 'truth', os.path.basename(log))
+    if not os.path.exists(truth):
+      raise FileNotFoundError(f'{truth}: no truth file (only generated data has one)')
+    f = pd.read_csv(log, usecols=['date', 'tab', *tasks])
+    t = pd.read_csv(truth)
+    if len(t) != len(f):
+      raise ValueError(f'{truth} has {len(t)} rows, {log} has {len(f)}')
+    keep = f['date'].between(lo, hi) & f['tab'].isin(list(tabs))
+    frames.append(pd.concat([f[keep].reset_index(drop=True),
+                             t[keep.to_numpy()].reset_index(drop=True)], axis=1))
+  df = pd.concat(frames, ignore_index=True)
+  if not len(df):
+    raise ValueError(f'no rows in dates {lo}..{hi} and tabs {list(tabs)}')
+  out = {'all': {}, 'rows': int(len(df))}
+  for task in tasks:
+    out['all'][task] = metrics.auc(df[task].to_numpy(), df[f'p_{task}'].to_numpy())
+  for tab in tabs:
+    sub = df[df['tab'] == tab]
+    out[str(tab)] = {task: metrics.auc(sub[task].to_numpy(), sub[f'p_{task}'].to_numpy())
+                     for task in tasks}
+  return out
+
+
+def compare(workdir: str, split: str | None = None, report: str | None = None) -> dict:
+  cfg = json.load(open(os.path.join(workdir, 'config.json')))
+  rep = json.load(open(report or os.path.join(workdir, 'report.json')))
+  split = split or rep.get('split', 'test')
+  data_dir = os.path.abspath(cfg['data']['dir'] or os.path.join(workdir, 'data'))
+  tasks = list(cfg['data']['tasks'])
+  tabs = [int(t) for t in cfg['data']['tabs']]
+  orc = oracle_auc(data_dir, cfg['data']['splits'][split], tabs, tasks)
+  rows = []
+  for dom in ['all'] + [str(t) for t in tabs]:
+    model = rep['overall'] if dom == 'all' else rep['domains'][dom]
+    for task in tasks:
+      m, o = model[task]['auc'], orc[dom][task]
+      rows.append({'domain': dom, 'task': task, 'model_auc': m, 'oracle_auc': o,
+                   'gap': None if m is None or o is None else o - m})
+  out = {'split': split, 'rows': orc['rows'], 'table': rows}
+  with open(os.path.join(workdir, 'oracle_vs_model.json'), 'w') as f:
+    json.dump(out, f, indent=2, default=lambda x: None)
+  return out
+
+
+def format_comparison(out: dict) -> str:
+  fmt = lambda v: '-' if v is None or (isinstance(v, float) and np.isnan(v)) else f'{v:.4f}'
+  lines = [f'{out["split"]} split, {out["rows"]:,} rows: model AUC vs oracle AUC (truth file)',
+           f'{"domain":8} {"task":12} {"model":>8} {"oracle":>8} {"gap":>8}']
+  for r in out['table']:
+    lines.append(f'{r["domain"]:8} {r["task"]:12} {fmt(r["model_auc"]):>8} '
+                 f'{fmt(r["oracle_auc"]):>8} {fmt(r["gap"]):>8}')
+  return '\n'.join(lines)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--workdir', required=True)
+  p.add_argument('--split', default=None)
+  p.add_argument('--report', default=None, help='report JSON (default: <workdir>/report.json)')
+  a = p.parse_args(argv)
+  out = compare(a.workdir, a.split, a.report)
+  print(format_comparison(out))
+  return out
+
+
+if __name__ == '__main__':
+  main()
