@@ -4,8 +4,9 @@ Run (from the repository root):
   python -m pepnet_jax.sweep --config experiments/compare.py --workdir sweeps/compare
   python -m pepnet_jax.aggregate sweeps/compare      # (the sweep also does this)
 
-Data: a generated KuaiRand-format dataset of 440,000 log rows (about 200k
-training rows; tabs 0, 1, 2, 4; 7 tasks), shared by every point. One epoch,
+Data: a generated KuaiRand-format dataset of 600,000 log rows (about 270k
+training rows; tabs 0, 1, 2, 4; 7 tasks; the 14 fields of
+configs.LEAN_FEATURES), shared by every point. One epoch,
 batch 1024, AdaGrad 0.05 on tables and Adam 1e-3 on the rest (the scaled
 learning rate; preset `paper_lr` uses the paper's Adam 5e-6). Every model
 sees the same features and is trained by the same loop.

@@ -20,6 +20,7 @@ from pepnet_jax import configs
 def get_config(preset: str = ''):
   c = configs.synthetic_experiment(rows=2_200_000)
   configs.use_generated_data(c, 2_200_000, users=27_285, videos=7_583, authors=6_510)
+  c.data.features = []  # the full KuaiRand preset (40 fields), not the lean subset
   c.train.log_every = 100
   c.train.checkpoint_every = 250
   return configs.apply_preset(c, preset, __file__)

@@ -127,15 +127,29 @@ def use_generated_data(c: ml_collections.ConfigDict, rows: int, users: int = 500
 SCALED_DENSE_LR = 1e-3
 
 
-def synthetic_experiment(rows: int = 440_000, dense_lr: float = SCALED_DENSE_LR):
+LEAN_FEATURES = ('user_id', 'video_id', 'author_id', 'tab', 'user_active_degree',
+                 'is_video_author', 'onehot_feat1', 'onehot_feat2', 'video_type', 'upload_type',
+                 'tag', 'duration', 'hourmin', 'follow_user_num')
+
+
+def lean_kuairand_features() -> list:
+  """A 14-field subset of the KuaiRand preset: the ids, the domain, and the
+  side features that carry most signal; about 3x cheaper a step than all 40."""
+  from pepnet_jax import features
+  by_name = {f['name']: f for f in features.kuairand_features()}
+  return [dict(by_name[n]) for n in LEAN_FEATURES]
+
+
+def synthetic_experiment(rows: int = 600_000, dense_lr: float = SCALED_DENSE_LR):
   """Base of the comparison / ablation / study experiments on generated data.
 
   ``rows`` log rows in all (train gets 14/31 of them: days 04-08..04-21; valid
-  04-22..04-28; test 04-29..05-08), one epoch, batch 1024, AdaGrad 0.05 on the
-  tables and Adam ``dense_lr`` on the rest.
+  04-22..04-28; test 04-29..05-08), the 14 lean features, one epoch, batch
+  1024, AdaGrad 0.05 on the tables and Adam ``dense_lr`` on the rest.
   """
   c = base_config()
   use_generated_data(c, rows)
+  c.data.features = lean_kuairand_features()
   c.optim = optim_config(embed_lr=0.05, dense_lr=dense_lr)
   c.train.num_epochs = 1.0
   c.train.log_every = 100
