@@ -172,6 +172,8 @@ def main(argv=None):
   p.add_argument('--peak', action='store_true', help='also measure the float32 matmul peak')
   p.add_argument('--out', default='bench_results.json')
   p.add_argument('--png', default='', help='also draw a PNG chart here')
+  p.add_argument('--append', action='store_true',
+                 help='add to the results already in --out (e.g. a run with 8 devices)')
   a = p.parse_args(argv)
   rows = []
   combos = itertools.product(a.workloads.split(','), a.task_gates.split(','), a.updates.split(','),
@@ -183,11 +185,19 @@ def main(argv=None):
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
          'cpu_count': os.cpu_count(), 'machine': platform.processor() or platform.machine(),
          'jax': jax.__version__, 'steps': a.steps, 'repeats': a.repeats, 'results': rows}
+  if a.append and os.path.exists(a.out):
+    with open(a.out) as f:
+      old = json.load(f)
+    out = dict(old, results=old['results'] + rows)
   if a.peak:
     out['matmul_peak_gflops'] = matmul_peak_gflops()
+  rows = out['results']
   print('\n' + format_rows(rows))
-  if a.peak:
-    print(f'float32 matmul peak: {out["matmul_peak_gflops"]:.1f} GFLOP/s')
+  if out.get('matmul_peak_gflops'):
+    peak = out['matmul_peak_gflops']
+    print(f'float32 matmul peak: {peak:.1f} GFLOP/s; training steps reach ' + ', '.join(
+        f'{r["workload"]}/{r["task_gates"]}/{r["update"]}/{r["dtype"]}/x{r["devices"]}: '
+        f'{100 * r["train_gflops_per_sec"] / peak:.0f}%' for r in rows if r.get('train_gflops_per_sec')))
   with open(a.out, 'w') as f:
     json.dump(out, f, indent=2)
   print(f'saved {a.out}')
