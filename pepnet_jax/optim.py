@@ -86,10 +86,6 @@ def build_optimizer(optim_config, total_steps: int, exclude: tuple[str, ...] = (
   return optax.multi_transform(transforms, labels)
 
 
-def learning_rate(group_config, total_steps: int, step) -> Any:
-  return schedule(group_config, total_steps)(step)
-
-
 def describe(params, optim_config) -> Mapping[str, list[str]]:
   """Group name -> parameter paths, for logs and tests."""
   out: dict[str, list[str]] = {name: [] for name in optim_config.groups}

@@ -48,11 +48,6 @@ class MetricWriter:
       self.tb.close()
 
 
-def read_jsonl(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 class Progress:
   """One console line per report: step, loss, examples/s, ETA."""
 
