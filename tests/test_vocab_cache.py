@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import ml_collections
 import numpy as np
@@ -111,18 +110,19 @@ def test_save_load_round_trip_encodes_identically(tmp_path):
         w.check_spec(other)
 
 
-def test_million_rows_encode_in_seconds():
+def test_million_rows_encode_one_to_one():
+    """A million rows with large raw ids: every distinct raw id gets its own id."""
     spec = _spec(dict(name='u', column='u', kind='categorical'),
                  dict(name='s', column='s', kind='categorical'))
     rng = np.random.default_rng(0)
     f = pd.DataFrame({'u': rng.integers(0, 30_000_000, 1_000_000),
                       's': pd.Categorical(rng.choice(['a', 'b', '[1,10)'], 1_000_000))})
-    t = time.time()
     v = Vocab.fit(f, spec)
     u = v.encode_feature('u', f['u'])
-    v.encode_feature('s', f['s'])
-    assert time.time() - t < 10  # ~1 s unloaded; per-row Python lookups take minutes
-    assert u.min() >= 2
+    s = v.encode_feature('s', f['s'])
+    assert u.min() >= 2 and s.min() >= 2
+    pairs = pd.DataFrame({'raw': f['u'].to_numpy(), 'id': u}).drop_duplicates()
+    assert len(pairs) == f['u'].nunique() == pairs['id'].nunique()
 
 
 # ------------------------------------------------------------------------------------- cache
