@@ -297,7 +297,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progress = writers.Progress(total, start)
   batches = train_batches(train_ds, config, steps_per_epoch, start)
   t_last, n_last = time.time(), 0
-  metrics = None
   for step in range(start + 1, total + 1):
     batch = next(batches)
     state, metrics = steps.train_step(state, to_device(batch, steps.mesh))
