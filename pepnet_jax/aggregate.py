@@ -19,7 +19,8 @@ SWEEP_DIR):
                          4 decimals, best mean per column in bold.
   mean_auc_gauc.png      bars per configuration, std error bars.
   gauc_per_task.png      per-task GAUC, bars grouped by task.
-  curve_<field>.png      only when exactly one numeric field varies: mean AUC /
+  curve_<field>.png      only when exactly one numeric field varies (a list-valued
+                         field such as model.tower counts by its length): mean AUC /
                          GAUC vs that field with ±std bands (one line per
                          combination of any other varying fields).
 
@@ -41,6 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pepnet_jax import configs
 from pepnet_jax import sweep as sweep_lib
 
 __all__ = ['Run', 'Row', 'load_runs', 'run_metrics', 'summarize', 'write_csv', 'write_markdown',
@@ -86,15 +88,8 @@ def _hashable(v):
   return v
 
 
-def _flatten(d: dict, prefix: str = '') -> dict:
-  out = {}
-  for k, v in d.items():
-    key = f'{prefix}{k}'
-    if isinstance(v, dict) and v:
-      out.update(_flatten(v, key + '.'))
-    else:
-      out[key] = _hashable(v)
-  return out
+def _flatten(d: dict) -> dict:
+  return {k: _hashable(v) for k, v in configs.flat_fields(d).items()}
 
 
 def _read_json(path):
@@ -114,8 +109,8 @@ def load_runs(sweep_dir: str) -> list[Run]:
   if declared:  # sweep order; runs outside the declaration are stale, leave them out
     order = {n: i for i, n in enumerate(declared)}
     names = sorted((n for n in names if n in declared), key=order.get)
-  configs = {n: _read_json(os.path.join(sweep_dir, n, 'config.json')) for n in names}
-  flat = {n: _flatten(c) for n, c in configs.items() if isinstance(c, dict)}
+  cfgs = {n: _read_json(os.path.join(sweep_dir, n, 'config.json')) for n in names}
+  flat = {n: _flatten(c) for n, c in cfgs.items() if isinstance(c, dict)}
   varying = []
   if len(flat) == len(names) and names:
     keys = list(dict.fromkeys(k for f in flat.values() for k in f))
@@ -366,11 +361,27 @@ def _is_number(v) -> bool:
   return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _curve_x(v) -> float | None:
+  """Where a field value sits on a curve's x axis: a number, or a list's length
+  (``model.tower`` widths plot against depth); None when it has no place."""
+  if _is_number(v):
+    return float(v)
+  if isinstance(v, (list, tuple)) and v:
+    return float(len(v))
+  return None
+
+
 def curve_field(rows: Sequence[Row]) -> str | None:
-  """The one numeric field the sweep varies, if exactly one does."""
+  """The one numeric (or list-valued) field the sweep varies, if exactly one does."""
   varying = [f for f in list(dict.fromkeys(f for r in rows for f in r.fields))
              if len({repr(r.fields.get(f)) for r in rows}) > 1]
-  numeric = [f for f in varying if all(_is_number(r.fields.get(f)) for r in rows)]
+  numeric = []
+  for f in varying:
+    vals = {repr(r.fields.get(f)): _curve_x(r.fields.get(f)) for r in rows}
+    xs = list(vals.values())
+    # distinct values must land on distinct x (two towers of one depth would not)
+    if None not in xs and len(set(xs)) == len(xs):
+      numeric.append(f)
   return numeric[0] if len(numeric) == 1 else None
 
 
@@ -382,22 +393,28 @@ def plot_curve(rows: Sequence[Row], field: str, path: str):
   for r in rows:
     label = ','.join(f'{f}={_field_str(r.fields.get(f))}' for f in others) or 'mean'
     series.setdefault(label, []).append(r)
-  xs = [float(r.fields[field]) for r in rows]
-  log_x = min(xs) > 0 and max(xs) / min(xs) >= 100
+  def x_of(r):
+    return _curve_x(r.fields[field])
+  xs = [x_of(r) for r in rows]
+  by_length = not _is_number(rows[0].fields[field])
+  x_label = f'len({field})' if by_length else field
+  log_x = not by_length and min(xs) > 0 and max(xs) / min(xs) >= 100
   fig = Figure(figsize=(11, 4.5), layout='constrained')
   axes = fig.subplots(1, 2)
   for ax, (key, label) in zip(axes, (('mean_auc', 'mean AUC'), ('mean_gauc', 'mean GAUC'))):
     for i, (name, members) in enumerate(series.items()):
-      members = sorted(members, key=lambda r: float(r.fields[field]))
-      x = np.array([float(r.fields[field]) for r in members])
+      members = sorted(members, key=x_of)
+      x = np.array([x_of(r) for r in members])
       m = np.array([r.stats.get(key, (math.nan,))[0] for r in members])
       s = np.nan_to_num(np.array([r.stats.get(key, (math.nan, math.nan))[1] for r in members]))
       ax.plot(x, m, marker='o', color=f'C{i % 10}', label=name)
       ax.fill_between(x, m - s, m + s, color=f'C{i % 10}', alpha=0.2, linewidth=0)
     if log_x:
       ax.set_xscale('log')
-    ax.set_xlabel(field)
-    ax.set_title(f'{label} vs {field} (band: ± std over seeds)', fontsize=10)
+    if by_length:
+      ax.set_xticks(sorted(set(xs)))
+    ax.set_xlabel(x_label)
+    ax.set_title(f'{label} vs {x_label} (band: ± std over seeds)', fontsize=10)
     ax.grid(alpha=0.3)
     if len(series) > 1:
       ax.legend(fontsize=7)

@@ -68,6 +68,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.gate_stop_gradient = True   # paper: no gradient into E / O_ep via gate inputs
   c.model.task_gates = 'split'        # split (paper) | separate (one Gate NU per task)
   c.model.domain_towers = False       # one output layer per domain
+  c.model.domain_in_input = False     # domain-side fields (shared=False) also join E; the
+                                      # only way a model without EPNet sees the domain
   c.model.activation = 'relu'
   c.model.dtype = 'float32'           # towers and gates compute dtype; params stay float32
   c.model.table_row_multiple = 128    # table rows rounded up so they split over devices
@@ -174,3 +176,15 @@ def apply_preset(c: ml_collections.ConfigDict, preset: str, file: str):
     else:
       raise ValueError(f'unknown preset {p!r} for {file}: use paper_lr, rows=N, epochs=N')
   return c
+
+
+def flat_fields(tree: dict, prefix: str = '') -> dict:
+  """A config.json dict as {'model.gamma': 2.0, ...}; empty dicts stay leaves."""
+  out = {}
+  for k, v in tree.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict) and v:
+      out.update(flat_fields(v, key + '.'))
+    else:
+      out[key] = v
+  return out

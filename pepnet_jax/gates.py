@@ -24,10 +24,10 @@ import numpy as np
 from pepnet_jax import cli, train
 
 
-def collect(steps, params, dataset, infos, num_domains: int, num_tasks: int,
+def collect(steps, params, dataset, num_domains: int, num_tasks: int,
             batch_size: int, max_rows: int) -> dict:
   model = steps.model
-  shared = [f.name for f in infos if f.shared]
+  shared = [f.name for f in model.features if f.shared]  # as built (domain_in_input)
   dim = model.embed_dim
 
   @jax.jit
@@ -111,9 +111,7 @@ def main(argv=None):
   flags.FLAGS(argv or __import__('sys').argv)
   config, workdir = cfg_flag.value, w.value
   datasets, data_spec, _, steps, state, step = cli.restored_steps(config, workdir, None)
-  from pepnet_jax.data import pipeline
-  infos = pipeline.load_vocab(workdir).feature_infos()
-  out = collect(steps, state.params, datasets[sp.value], infos, len(data_spec.domains),
+  out = collect(steps, state.params, datasets[sp.value], len(data_spec.domains),
                 len(data_spec.tasks), config.data.eval_batch_size, rows.value)
   out.update(step=step, split=sp.value, domains=list(data_spec.domains),
              tasks=list(data_spec.tasks))

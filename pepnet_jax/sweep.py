@@ -315,6 +315,32 @@ def validate(config: str, points: Sequence[Point], extra: Sequence[str] = ()):
     raise ValueError('sweep: these points do not parse as run.py overrides:\n' + '\n'.join(errors))
 
 
+def stale_points(config: str, points: Sequence[Point], sweep_dir: str,
+                 extra: Sequence[str] = ()) -> list[str]:
+  """Points whose sub-workdir holds a run of another configuration (its
+  config.json differs from what this sweep would run now: another preset or
+  data size, an edited experiment file). Skipping or resuming those would mix
+  configurations in one table. Fields only one side has (a field added to
+  the code since) do not count."""
+  from pepnet_jax import configs
+  out = []
+  for p in points:
+    path = os.path.join(sweep_dir, p.name, 'config.json')
+    try:
+      with open(path) as f:
+        old = configs.flat_fields(json.load(f))
+    except (OSError, ValueError, AttributeError):
+      continue
+    now = parse_config(config, [*extra, *cli_args(p.overrides)])
+    new = configs.flat_fields(json.loads(now.to_json_best_effort()))
+    changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+    if changed:
+      shown = ', '.join(f'{k} (was {old[k]!r}, now {new[k]!r})' for k in changed[:3])
+      more = f' and {len(changed) - 3} more' if len(changed) > 3 else ''
+      out.append(f'  {p.name}: {shown}{more}')
+  return out
+
+
 def command(config: str, workdir: str, overrides: Mapping[str, Any],
             extra: Sequence[str] = ()) -> list[str]:
   """The ``python run.py ...`` argv of one point; extra overrides come first."""
@@ -568,7 +594,8 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None) -> int
   ap.add_argument('--retries', type=int, default=0, help='reruns of a point that fails')
   ap.add_argument('--no_aggregate', action='store_true', help='skip results table and plots')
   ap.add_argument('--no_check', action='store_true',
-                  help='skip parsing every point\'s overrides before running')
+                  help='skip parsing every point\'s overrides (and comparing them with '
+                       'the runs already in --workdir) before running')
   args, rest = ap.parse_known_args(argv)
   path, preset = _split_config_arg(args.config)
   config = os.path.abspath(path) + (f':{preset}' if preset else '')
@@ -578,6 +605,12 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None) -> int
     extra = _parse_extra(rest)
     if not args.dry_run and not args.no_check:
       validate(config, points, extra)
+      stale = stale_points(config, points, os.path.abspath(args.workdir), extra)
+      if stale:
+        raise ValueError(
+            f'{len(stale)} point directories under {args.workdir} hold runs of another '
+            'configuration (field: saved value vs this sweep\'s):\n' + '\n'.join(stale) +
+            '\nDelete those directories to rerun them, or use a new --workdir.')
   except (ValueError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

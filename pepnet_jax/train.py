@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from pepnet_jax import checkpoint as ckpt_lib
+from pepnet_jax import configs
 from pepnet_jax import metrics as metrics_lib
 from pepnet_jax import optim
 from pepnet_jax import sharding as shard_lib
@@ -228,6 +229,35 @@ def save_config(config, workdir: str):
     f.write(config.to_json_best_effort(indent=2))
 
 
+def config_changes(old: dict, new: dict) -> list[str]:
+  """Dotted config fields whose values differ between two config.json dicts."""
+  a, b = configs.flat_fields(old), configs.flat_fields(new)
+  return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def restore_or_explain(checkpointer, state, config, workdir: str, old_config_text: str | None):
+  """Restores the latest checkpoint; if it does not fit this config's state
+  (the config changed since it was saved), puts the old config.json back and
+  raises an error that names the changed fields instead of orbax's tree dump."""
+  try:
+    return checkpointer.restore(state)[0]
+  except ValueError:
+    path = os.path.join(workdir, 'config.json')
+    changed = []
+    if old_config_text is not None:
+      changed = config_changes(json.loads(old_config_text),
+                               json.loads(config.to_json_best_effort()))
+      with open(path, 'w') as f:
+        f.write(old_config_text)
+    shown = ', '.join(changed[:12]) + (f' and {len(changed) - 12} more' if len(changed) > 12
+                                       else '')
+    raise ValueError(
+        f'the checkpoint at step {checkpointer.latest_step()} in {checkpointer.directory} '
+        'does not fit this config\'s model or optimizer'
+        + (f'; fields changed since it was saved ({path}): {shown}' if changed else '')
+        + '. Resume with the config it was saved with, or train in a new --workdir.') from None
+
+
 def flat_scalars(results: dict) -> dict:
   """{'auc/is_click': ..., 'gauc/is_click/tab1': ...} for JSON lines / TensorBoard."""
   out = {}
@@ -275,6 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from pepnet_jax import report as report_lib
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  old_path = os.path.join(workdir, 'config.json')
+  old_config_text = open(old_path).read() if os.path.exists(old_path) else None
   save_config(config, workdir)
   tc = config.train
   datasets, infos, data_spec, vocab, model = setup_run(config, workdir)
@@ -287,7 +319,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        max_to_keep=tc.keep_checkpoints)
   start = checkpointer.latest_step() or 0
   if start:
-    state, _ = checkpointer.restore(state)
+    state = restore_or_explain(checkpointer, state, config, workdir, old_config_text)
     print(f'Resumed from checkpoint at step {start} in {workdir}', flush=True)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   print(f'{config.model.name}: {n_params:,} parameters; {train_ds.num_rows:,} training rows, '

@@ -131,6 +131,19 @@ def test_no_curve_without_exactly_one_numeric_field():
   assert agg.curve_field([row('a', g=1.0, m='pepnet'), row('b', g=2.0, m='mmoe')]) == 'g'
 
 
+def test_list_valued_field_curves_by_length(tmp_path):
+  def row(name, **fields):
+    return agg.Row(name, fields, [], {'mean_auc': (0.7, 0.01, 3), 'mean_gauc': (0.6, 0.01, 3)})
+  towers = [row(f'd{n}', **{'model.tower': [256, 128, 64, 32][:n]}) for n in (2, 3, 4)]
+  assert agg.curve_field(towers) == 'model.tower'
+  # two lists of one length would share an x: no curve
+  assert agg.curve_field([row('a', t=[1, 2]), row('b', t=[3, 4])]) is None
+  path = tmp_path / 'curve.png'
+  agg.plot_curve(towers, 'model.tower', str(path))
+  w, h = is_png(path)
+  assert w > 300 and h > 200
+
+
 def test_empty_sweep_dir_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no finished runs'):
     agg.aggregate(str(tmp_path))

@@ -125,6 +125,20 @@ def changed_tasks(a, b):
   return set(np.flatnonzero(np.abs(a - b).max(axis=0) > 1e-6).tolist())
 
 
+def test_domain_in_input_lets_a_baseline_see_the_domain():
+  """Without EPNet only domain_in_input puts the tab into E: the bottom gets one
+  more field, and changing just the tab moves the output only with it on."""
+  other_tab = dict(BATCH['features'])
+  other_tab['tab'] = (BATCH['features']['tab'] + 1) % 3  # every row's tab changes
+  for on in (False, True):
+    model = model_for('shared_bottom', domain_in_input=on)
+    params = init(model)['params']
+    width = E_WIDTH + (16 if on else 0)
+    assert params['bottom_mlp']['dense_0']['kernel'].shape == (width, 16)
+    moved = np.abs(apply(model, params) - apply(model, params, other_tab)).max()
+    assert (moved > 1e-4) == on
+
+
 def test_single_task_towers_are_independent_but_shared_bottom_is_shared():
   model = model_for('single_task')
   params = init(model)['params']

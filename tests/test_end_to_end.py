@@ -95,6 +95,20 @@ def test_killed_run_resumes_to_identical_parameters(runs):
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_resume_with_a_changed_model_names_the_changed_fields(runs):
+  """A finished run's checkpoint does not fit a wider tower: a short error that
+  names the field, and config.json keeps the config the checkpoint was saved with."""
+  before = (runs['killed'] / 'config.json').read_text()
+  cmd = [sys.executable, os.path.join(REPO, 'run.py'), *COMMON, f'--workdir={runs["killed"]}',
+         f'--config.data.dir={runs["data_dir"]}', '--config.model.tower=(48,16)']
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert out.returncode != 0
+  assert 'does not fit this config' in out.stderr and 'model.tower' in out.stderr
+  assert 'Source: MISSING' not in out.stderr  # no orbax tree dump
+  assert (runs['killed'] / 'config.json').read_text() == before
+
+
 def test_predict_matches_evaluation(runs):
   """predict's probabilities give the report's AUC on the same file."""
   log = runs['data_dir'] / 'log_standard_4_22_to_5_08_pure.csv'

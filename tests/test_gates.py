@@ -27,7 +27,7 @@ def test_collect_summarizes_every_gate(tmp_path):
   model = build_model(c.model, INFOS, SPEC)
   steps = train.make_steps(model, c, 10)
   steps, state = train.jit_steps(steps, c, train.device_batch(batches[0]), jax.random.key(0))
-  out = gates.collect(steps, state.params, FakeDataset(batches), INFOS, len(SPEC.domains),
+  out = gates.collect(steps, state.params, FakeDataset(batches), len(SPEC.domains),
                       len(SPEC.tasks), 64, max_rows=10_000)
   assert out['rows'] == 128 - 10
   ep = np.asarray(out['epnet_mean'])

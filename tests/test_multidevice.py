@@ -12,7 +12,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope='module')
 def result():
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  # The repository root on the path: the check imports pepnet_jax even where the
+  # package is not installed into this interpreter.
+  path = os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get('PYTHONPATH')]))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=path)
   out = subprocess.run([sys.executable, os.path.join(HERE, 'multidevice_check.py')],
                        capture_output=True, text=True, env=env, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -293,3 +293,23 @@ def test_cli_runs_the_files_sweep_with_extra_overrides_and_aggregates(tmp_path, 
   assert sw.main(['--config', experiment, '--workdir', str(sweep_dir),
                   '--config.model.gamma=3.0'], runner=runner) == 2
   assert 'model.gamma is swept' in capsys.readouterr().err
+
+
+def test_runs_of_another_configuration_are_refused_not_skipped(tmp_path, experiment, capsys):
+  """A finished point whose config.json differs from this sweep's (here: another
+  preset) must not be counted as done; the error names the point and field."""
+  sweep_dir = tmp_path / 'sweep'
+  points = sw.expand_points(sw.load_sweep(experiment))
+  cfg = json.loads(sw.parse_config(experiment + ':tiny',
+                                   sw.cli_args(points[0].overrides)).to_json_best_effort())
+  cfg['model']['field_added_later'] = 1  # only one side has it: ignored
+  run = sweep_dir / points[0].name
+  run.mkdir(parents=True)
+  (run / 'config.json').write_text(json.dumps(cfg))
+  (run / 'report.json').write_text(json.dumps(fake_report()))
+  assert sw.stale_points(experiment + ':tiny', points, str(sweep_dir)) == []
+  fake = FakeRunner()
+  assert sw.main(['--config', experiment, '--workdir', str(sweep_dir)], runner=fake) == 2
+  err = capsys.readouterr().err
+  assert points[0].name in err and 'train.num_steps (was 3, now 100)' in err
+  assert fake.calls == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pepnet_jax.models import layers
 from pepnet_jax.models.pepnet import PEPNet
 
@@ -32,6 +34,10 @@ def build_model(model_config, feature_infos, data_spec):
   name = model_config.name
   if name not in MODELS:
     raise ValueError(f'config.model.name={name!r} is not one of {sorted(MODELS)}')
+  if model_config.get('domain_in_input', False):
+    # Domain-side fields (shared=False) join E as well: a baseline without EPNet
+    # otherwise never sees which domain a row comes from.
+    feature_infos = [dataclasses.replace(f, shared=True) for f in feature_infos]
   common = dict(features=tuple(feature_infos), num_tasks=len(data_spec.tasks),
                 num_domains=len(data_spec.domains), embed_dim=model_config.embed_dim,
                 dtype=layers.dtype_from_name(model_config.get('dtype', 'float32')),
