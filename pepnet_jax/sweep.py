@@ -9,7 +9,10 @@ SWEEP_DIR/<name> --config.a=b ...`` subprocess, so one crashing point cannot
 take the sweep down, and its output goes to ``SWEEP_DIR/<name>/log.txt``.
 Because a training run resumes from its latest checkpoint and writes
 ``report.json`` only when it finishes, rerunning the same sweep command skips
-finished points and resumes interrupted ones; nothing else is needed.
+finished points and resumes interrupted ones; nothing else is needed. A point
+directory whose config.json differs from what the point would run now (another
+preset, an edited experiment file) stops the sweep with the fields that differ
+instead of being skipped (``stale_points``).
 ``SWEEP_DIR/sweep.json`` holds the expanded points and their status, and at
 the end ``pepnet_jax.aggregate`` writes the results table and plots.
 
