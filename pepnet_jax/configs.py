@@ -188,3 +188,12 @@ def flat_fields(tree: dict, prefix: str = '') -> dict:
     else:
       out[key] = v
   return out
+
+
+def changed_fields(old: dict, new: dict, one_sided: bool = True) -> dict:
+  """{'model.tower': (old value, new value)} for every dotted field of two
+  config.json dicts that differs, sorted by field. ``one_sided=False`` leaves
+  out fields only one side has (a field added to the code since)."""
+  a, b = flat_fields(old), flat_fields(new)
+  keys = set(a) | set(b) if one_sided else set(a) & set(b)
+  return {k: (a.get(k), b.get(k)) for k in sorted(keys) if a.get(k) != b.get(k)}

@@ -74,6 +74,8 @@ import time
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
+from pepnet_jax import configs
+
 __all__ = ['Point', 'expand', 'expand_points', 'point_name', 'cli_value', 'cli_args',
            'command', 'load_sweep', 'parse_config', 'validate', 'default_runner', 'run_sweep',
            'main', 'SEED_FIELDS']
@@ -306,41 +308,41 @@ def parse_config(config: str, args: Sequence[str]):
   return fv.config
 
 
-def validate(config: str, points: Sequence[Point], extra: Sequence[str] = ()):
-  """Parse every point's command line as run.py would: fail before training starts."""
-  errors = []
+def validate(config: str, points: Sequence[Point], extra: Sequence[str] = ()) -> dict:
+  """Parse every point's command line as run.py would: fail before training starts.
+
+  Returns {point name: the ConfigDict its run will see}.
+  """
+  errors, parsed = [], {}
   for p in points:
     try:
-      parse_config(config, [*extra, *cli_args(p.overrides)])
+      parsed[p.name] = parse_config(config, [*extra, *cli_args(p.overrides)])
     except Exception as e:  # noqa: BLE001 - reported all together below
       errors.append(f'  {p.name}: {type(e).__name__}: {e}')
   if errors:
     raise ValueError('sweep: these points do not parse as run.py overrides:\n' + '\n'.join(errors))
+  return parsed
 
 
-def stale_points(config: str, points: Sequence[Point], sweep_dir: str,
-                 extra: Sequence[str] = ()) -> list[str]:
+def stale_points(parsed: Mapping[str, Any], sweep_dir: str) -> list[str]:
   """Points whose sub-workdir holds a run of another configuration (its
   config.json differs from what this sweep would run now: another preset or
   data size, an edited experiment file). Skipping or resuming those would mix
-  configurations in one table. Fields only one side has (a field added to
-  the code since) do not count."""
-  from pepnet_jax import configs
+  configurations in one table. ``parsed`` is ``validate``'s {name: config}.
+  Fields only one side has (a field added to the code since) do not count."""
   out = []
-  for p in points:
-    path = os.path.join(sweep_dir, p.name, 'config.json')
+  for name, now in parsed.items():
     try:
-      with open(path) as f:
-        old = configs.flat_fields(json.load(f))
+      with open(os.path.join(sweep_dir, name, 'config.json')) as f:
+        saved = json.load(f)
+      changed = configs.changed_fields(saved, json.loads(now.to_json_best_effort()),
+                                       one_sided=False)
     except (OSError, ValueError, AttributeError):
       continue
-    now = parse_config(config, [*extra, *cli_args(p.overrides)])
-    new = configs.flat_fields(json.loads(now.to_json_best_effort()))
-    changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
     if changed:
-      shown = ', '.join(f'{k} (was {old[k]!r}, now {new[k]!r})' for k in changed[:3])
+      shown = ', '.join(f'{k} (was {a!r}, now {b!r})' for k, (a, b) in list(changed.items())[:3])
       more = f' and {len(changed) - 3} more' if len(changed) > 3 else ''
-      out.append(f'  {p.name}: {shown}{more}')
+      out.append(f'  {name}: {shown}{more}')
   return out
 
 
@@ -607,8 +609,7 @@ def main(argv: Sequence[str] | None = None, runner: Runner | None = None) -> int
     points = expand_points(sweep)
     extra = _parse_extra(rest)
     if not args.dry_run and not args.no_check:
-      validate(config, points, extra)
-      stale = stale_points(config, points, os.path.abspath(args.workdir), extra)
+      stale = stale_points(validate(config, points, extra), os.path.abspath(args.workdir))
       if stale:
         raise ValueError(
             f'{len(stale)} point directories under {args.workdir} hold runs of another '

@@ -229,12 +229,6 @@ def save_config(config, workdir: str):
     f.write(config.to_json_best_effort(indent=2))
 
 
-def config_changes(old: dict, new: dict) -> list[str]:
-  """Dotted config fields whose values differ between two config.json dicts."""
-  a, b = configs.flat_fields(old), configs.flat_fields(new)
-  return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
 def restore_or_explain(checkpointer, state, config, workdir: str, old_config_text: str | None):
   """Restores the latest checkpoint; if it does not fit this config's state
   (the config changed since it was saved), puts the old config.json back and
@@ -245,8 +239,8 @@ def restore_or_explain(checkpointer, state, config, workdir: str, old_config_tex
     path = os.path.join(workdir, 'config.json')
     changed = []
     if old_config_text is not None:
-      changed = config_changes(json.loads(old_config_text),
-                               json.loads(config.to_json_best_effort()))
+      changed = list(configs.changed_fields(json.loads(old_config_text),
+                                            json.loads(config.to_json_best_effort())))
       with open(path, 'w') as f:
         f.write(old_config_text)
     shown = ', '.join(changed[:12]) + (f' and {len(changed) - 12} more' if len(changed) > 12

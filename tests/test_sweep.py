@@ -307,7 +307,7 @@ def test_runs_of_another_configuration_are_refused_not_skipped(tmp_path, experim
   run.mkdir(parents=True)
   (run / 'config.json').write_text(json.dumps(cfg))
   (run / 'report.json').write_text(json.dumps(fake_report()))
-  assert sw.stale_points(experiment + ':tiny', points, str(sweep_dir)) == []
+  assert sw.stale_points(sw.validate(experiment + ':tiny', points), str(sweep_dir)) == []
   fake = FakeRunner()
   assert sw.main(['--config', experiment, '--workdir', str(sweep_dir)], runner=fake) == 2
   err = capsys.readouterr().err
