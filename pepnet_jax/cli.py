@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 
 import jax
 
@@ -31,13 +33,8 @@ def restored_steps(config, workdir: str, step: int | None):
   sample = next(any_split.eval_batches(config.data.batch_size))
   steps = train.make_steps(model, config, 1)
   steps, state = train.jit_steps(steps, config, train.device_batch(sample), jax.random.key(0))
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train first '
-                            f'(python run.py --config ... --workdir {workdir})')
-  state, meta = ckpt.restore(state, step)
-  ckpt.close()
-  return datasets, data_spec, vocab, steps, state, int(meta.get('step', step or 0))
+  state, step = ckpt_lib.restore_for_inference(workdir, state, step)
+  return datasets, data_spec, vocab, steps, state, step
 
 
 def evaluate(config, workdir: str, step: int | None = None, split: str | None = None) -> dict:
@@ -70,3 +67,46 @@ def run(config, workdir: str, mode: str, input_path=None, output_path=None, step
     from pepnet_jax import predict
     return predict.predict_file(config, workdir, input_path, output_path, step)
   raise ValueError(f'--mode={mode!r}')
+
+
+def user_errors() -> tuple[type, ...]:
+  """Exceptions that describe the input or the config, not a bug: shown as
+  their message alone."""
+  from pepnet_jax import runlock
+  from pepnet_jax.data.errors import DataError
+  return (DataError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+          runlock.RunLockedError, ckpt_lib.CheckpointError)
+
+
+def main(config, workdir: str, mode: str, verbose: bool = False, **kwargs) -> int:
+  """``run`` for the command line: returns the exit code; a data or config
+  error prints one line (its traceback goes to ``<workdir>/error.log``)."""
+  from pepnet_jax import interrupts
+  try:
+    run(config, workdir, mode, **kwargs)
+    return 0
+  except interrupts.TrainingStopped as e:
+    print(f'\n{e}', file=sys.stderr, flush=True)
+    return e.exit_code
+  except KeyboardInterrupt:
+    print('\nInterrupted before training started; nothing to save.', file=sys.stderr, flush=True)
+    return 130
+  except user_errors() as e:
+    if verbose:
+      raise
+    log = _write_traceback(workdir)
+    print(f'error: {type(e).__name__}: {e}', file=sys.stderr)
+    print(f'(traceback in {log}; --verbose shows it here)' if log else
+          '(--verbose shows the traceback)', file=sys.stderr, flush=True)
+    return 1
+
+
+def _write_traceback(workdir: str) -> str | None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(os.path.abspath(workdir), 'error.log')
+    with open(path, 'w') as f:
+      f.write(traceback.format_exc())
+    return path
+  except OSError:
+    return None

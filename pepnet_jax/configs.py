@@ -93,6 +93,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 200
   c.train.keep_checkpoints = 3
   c.train.report_split = 'test'
+  # Share of the ids in each training batch replaced by the out-of-vocabulary
+  # id, so the OOV rows learn what an unseen user / video looks like
+  # (pepnet_jax/cold_start.py); 0 = off.
+  c.train.oov_rate = 0.01
+  # A step whose loss or gradients are not finite: 'stop' (exit non-zero,
+  # naming the step and the last good checkpoint) or 'skip' (leave the state
+  # as it was; stop after max_skipped_steps such steps in a row).
+  c.train.nonfinite = 'stop'
+  c.train.max_skipped_steps = 10
 
   # ---- devices ----
   c.mesh = ml_collections.ConfigDict()
@@ -106,6 +115,30 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.process_id = 0
   c.distributed.cpu_collectives = 'gloo'  # CPU backend's cross-process collectives
   return c
+
+
+def validate_train(c: ml_collections.ConfigDict) -> None:
+  """Errors naming the field, before any data is read, for a training config
+  that cannot mean what it says (e.g. 0 epochs would report an untrained model)."""
+  tc = c.train
+
+  def need(ok: bool, field: str, what: str):
+    if not ok:
+      raise ValueError(f'config.train.{field}={tc.get(field)!r}: {what}')
+
+  need(int(tc.num_steps) == tc.num_steps and tc.num_steps >= 0, 'num_steps',
+       'must be a whole number >= 0 (0 = use num_epochs)')
+  if not tc.num_steps:
+    need(tc.num_epochs > 0, 'num_epochs', 'must be > 0 (or set config.train.num_steps)')
+  need(tc.log_every >= 1, 'log_every', 'must be >= 1')
+  need(tc.eval_every >= 0, 'eval_every', 'must be >= 0 (0 = only at the end)')
+  need(tc.checkpoint_every >= 0, 'checkpoint_every', 'must be >= 0 (0 = only at the end)')
+  need(tc.keep_checkpoints >= 1, 'keep_checkpoints', 'must be >= 1')
+  need(0.0 <= tc.get('oov_rate', 0.0) < 1.0, 'oov_rate', 'must be in [0, 1)')
+  need(tc.get('nonfinite', 'stop') in ('stop', 'skip'), 'nonfinite', "use 'stop' or 'skip'")
+  need(tc.get('max_skipped_steps', 10) >= 0, 'max_skipped_steps', 'must be >= 0')
+  if c.data.batch_size < 1:
+    raise ValueError(f'config.data.batch_size={c.data.batch_size}: must be >= 1')
 
 
 def use_generated_data(c: ml_collections.ConfigDict, rows: int, users: int = 5000,

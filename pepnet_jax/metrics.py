@@ -163,12 +163,15 @@ def _gauc_by_bucket(gcode, p, q, num2, bucket_shift, n_buckets):
     """Impression-weighted mean AUC of groups, aggregated per bucket.
 
     Bucket of a group is ``gcode >> bucket_shift`` (the domain for per-domain
-    GAUC, 0 for overall).  Single-class groups are skipped.
+    GAUC); ``bucket_shift=None`` puts every group in bucket 0 (overall).  A
+    shift of 0 is a real shift: with a single user the group code is the
+    domain itself.  Single-class groups are skipped.
     """
     ok = (p > 0) & (q > 0)
     imp = (p + q)[ok].astype(np.float64)
     a = _auc_from_counts(p[ok], q[ok], num2[ok])
-    bucket = gcode[ok] >> bucket_shift if bucket_shift else np.zeros(imp.shape[0], np.int64)
+    bucket = (np.zeros(imp.shape[0], np.int64) if bucket_shift is None
+              else gcode[ok] >> bucket_shift)
     den = np.bincount(bucket, weights=imp, minlength=n_buckets)
     numer = np.bincount(bucket, weights=imp * a, minlength=n_buckets)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -210,7 +213,7 @@ def _ranking(y, s, gi, n_groups, d=None, n_dom=1):
 
     _, p, q, num2 = _pair_counts(np.sort(base), None)
     auc_all = float(_auc_from_counts(p, q, num2)[0]) if p.shape[0] else _NAN
-    gauc_all = float(_gauc_by_bucket(*_pair_counts(np.sort((gi << sh) | base), sh), 0, 1)[0])
+    gauc_all = float(_gauc_by_bucket(*_pair_counts(np.sort((gi << sh) | base), sh), None, 1)[0])
     out = {"auc": auc_all, "gauc": gauc_all}
     if d is None:
         return out, None
@@ -238,22 +241,35 @@ def _as_labels(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(-1)
 
 
+def _check_finite(s: np.ndarray, task=None):
+    """Non-finite scores would rank as extremes (AUC) or vanish from means
+    (logloss), so a diverged model would still report plausible numbers."""
+    n_bad = s.shape[0] - int(np.count_nonzero(np.isfinite(s)))
+    if n_bad:
+        what = f"predictions for task {task!r}" if task is not None else "scores"
+        raise ValueError(f"{what} hold {n_bad} non-finite value(s) (NaN/inf) among "
+                         f"{s.shape[0]} counted rows; the model output is broken "
+                         "(diverged training?), so no metric is computed")
+
+
 def _check_len(*arrays):
     sizes = [a.shape[0] for a in arrays]
     if len(set(sizes)) > 1:
         raise ValueError(f"length mismatch: {sizes}")
 
 
-def auc(labels, scores, weights=None) -> float:
+def auc(labels, scores, weights=None, *, task=None) -> float:
     """ROC AUC (Mann-Whitney, ties count 0.5); nan unless both classes present.
 
     With ``weights`` each row counts with its sample weight; zero-weight rows
-    have no effect, including on the "both classes present" check.
+    have no effect, including on the "both classes present" check.  Raises
+    ValueError (naming ``task`` if given) on NaN/inf scores of counted rows.
     """
     y = _as_labels(labels)
     s = _as_scores(scores)
     _check_len(y, s)
     if weights is None:
+        _check_finite(s, task)
         codes, _ = _score_codes(s)
         _, p, q, num2 = _pair_counts(np.sort((codes << 1) | (y > 0.5)), None)
         return float(_auc_from_counts(p, q, num2)[0]) if p.shape[0] else _NAN
@@ -261,6 +277,7 @@ def auc(labels, scores, weights=None) -> float:
     _check_len(y, w)
     if (w < 0).any():
         raise ValueError("weights must be non-negative")
+    _check_finite(s[w > 0], task)
     if y.shape[0] == 0:
         return _NAN
     order = np.argsort(s, kind="stable")
@@ -275,16 +292,17 @@ def auc(labels, scores, weights=None) -> float:
     return float(np.dot(pos_b, below + 0.5 * neg_b) / (n_pos * n_neg))
 
 
-def gauc(labels, scores, groups) -> float:
+def gauc(labels, scores, groups, *, task=None) -> float:
     """Impression-weighted mean of per-group AUC over groups with both classes.
 
     Users with only clicks or only non-clicks carry no ranking signal, so
-    they are skipped; nan if no group qualifies.
+    they are skipped; nan if no group qualifies.  NaN/inf scores raise.
     """
     y = _as_labels(labels)
     s = _as_scores(scores)
     gi, n_groups = _group_index(groups)
     _check_len(y, s, gi)
+    _check_finite(s, task)
     return _ranking(y, s, gi, n_groups)[0]["gauc"]
 
 
@@ -297,11 +315,13 @@ def _row_loss(y: np.ndarray, s: np.ndarray, eps: float) -> np.ndarray:
     return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
 
 
-def logloss(labels, scores, eps: float = 1e-7) -> float:
-    """Mean binary cross-entropy with scores clipped to [eps, 1 - eps]; nan if empty."""
+def logloss(labels, scores, eps: float = 1e-7, *, task=None) -> float:
+    """Mean binary cross-entropy with scores clipped to [eps, 1 - eps]; nan if
+    empty.  NaN/inf scores raise (clipping would hide inf)."""
     y = _as_labels(labels)
     s = _as_scores(scores)
     _check_len(y, s)
+    _check_finite(s, task)
     return float(_row_loss(y, s, eps).mean()) if y.shape[0] else _NAN
 
 
@@ -327,11 +347,12 @@ def _pack(auc_v, gauc_v, loss_sum, positives, impressions, pred_sum) -> dict:
     }
 
 
-def task_metrics(labels, scores, groups, mask=None) -> dict:
+def task_metrics(labels, scores, groups, mask=None, *, task=None) -> dict:
     """All metrics of one task on the rows where ``mask`` is set.
 
     Rows with a NaN label are dropped too, since a missing label must never
-    count as a negative.
+    count as a negative.  NaN/inf scores on the remaining rows raise a
+    ValueError naming ``task``.
     """
     y = _as_labels(labels)
     s = _as_scores(scores)
@@ -339,6 +360,7 @@ def task_metrics(labels, scores, groups, mask=None) -> dict:
     _check_len(y, s, gi)
     valid = _valid_rows(y, mask)
     y, s, gi = y[valid], s[valid], gi[valid]
+    _check_finite(s, task)
     rk, _ = _ranking(y, s, gi, n_groups)
     return _pack(rk["auc"], rk["gauc"], _row_loss(y, s, 1e-7).sum(),
                  np.count_nonzero(y > 0.5), y.shape[0], s.astype(np.float64).sum())
@@ -356,7 +378,9 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
     preds, labels, mask: [N, T] (mask None = all rows count); domains: [N]
     index into domain_names; groups: [N] user ids.  A row counts for a task
     when its mask is set and its label is finite.  Per-domain numbers equal
-    task_metrics on the domain's slice.
+    task_metrics on the domain's slice.  A NaN/inf prediction on a counted
+    row raises a ValueError naming the task (predictions of rows that do not
+    count are not looked at).
     """
     preds = np.asarray(preds)
     if not np.issubdtype(preds.dtype, np.floating):
@@ -382,6 +406,7 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
         y = labels[:, t]
         valid = _valid_rows(y, mask[:, t])
         y, s, gi, d = y[valid], preds[:, t][valid], gi_all[valid], domains[valid]
+        _check_finite(s, task)
         rk, dom_rk = _ranking(y, s, gi, n_groups, d, n_dom)
         loss = _row_loss(y, s, 1e-7)
         s64 = s.astype(np.float64)

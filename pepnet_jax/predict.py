@@ -33,8 +33,43 @@ def read_input(config, workdir: str, input_path: str):
   else:
     frame = aliccp.read_file(input_path, spec)
     raw = {'row': np.arange(len(frame))}  # Ali-CCP rows carry no user/video/time keys
-  ds = pipeline.Dataset.from_columns(pipeline.encode_frame(frame, spec, vocab), spec)
+  columns = pipeline.encode_frame(frame, spec, vocab)
+  print(unseen_summary(*unseen_ids(frame, columns, spec), len(frame)), flush=True)
+  ds = pipeline.Dataset.from_columns(columns, spec)
   return ds, raw, spec, vocab.feature_infos()
+
+
+def unseen_ids(frame: pd.DataFrame, columns, spec) -> tuple[int, dict[str, int]]:
+  """(rows with any unseen id, {feature: rows}) over the categorical features.
+
+  An id the training split never had (or had fewer than the feature's min_count times)
+  encodes to OOV, so the model scores it with one shared row: worth knowing when many input
+  rows do. A missing raw value (NaN, or the -124 / UNKNOWN a reader turned into NaN) encodes
+  to OOV by design and is not counted.
+  """
+  from pepnet_jax import features
+  from pepnet_jax.data import pipeline
+  layout = pipeline.column_layout(spec)
+  any_unseen = np.zeros(len(frame), bool)
+  per_feature = {}
+  for f in spec.features:
+    if f.kind != 'categorical':
+      continue
+    _, j, _ = layout[f.name]
+    unseen = (np.asarray(columns['sparse'][:, j]) == features.OOV_ID) & \
+        frame[f.column].notna().to_numpy()
+    if unseen.any():
+      per_feature[f.name] = int(unseen.sum())
+      any_unseen |= unseen
+  return int(any_unseen.sum()), per_feature
+
+
+def unseen_summary(rows: int, per_feature: dict[str, int], total: int) -> str:
+  if not rows:
+    return f'predict: every id in the {total:,} input rows was seen in training'
+  detail = ', '.join(f'{k}: {v:,}' for k, v in per_feature.items())
+  return (f'predict: {rows:,} of {total:,} rows had an id not seen in training ({detail}); '
+          'they score with the out-of-vocabulary rows')
 
 
 def predict_file(config, workdir: str, input_path: str, output_path: str,
@@ -46,11 +81,7 @@ def predict_file(config, workdir: str, input_path: str, output_path: str,
   sample = next(ds.eval_batches(config.data.eval_batch_size))
   steps = train.make_steps(model, config, 1)
   steps, state = train.jit_steps(steps, config, train.device_batch(sample), jax.random.key(0))
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train first')
-  state, meta = ckpt.restore(state, step)
-  ckpt.close()
+  state, step = ckpt_lib.restore_for_inference(workdir, state, step)
   arr = train.predict_arrays(steps, state.params, ds, config.data.eval_batch_size, progress=True)
   if len(arr['preds']) != ds.num_rows:
     raise RuntimeError(f'predicted {len(arr["preds"])} rows for {ds.num_rows} input rows')
@@ -59,6 +90,6 @@ def predict_file(config, workdir: str, input_path: str, output_path: str,
     out[f'p_{task}'] = arr['preds'][:, t]
   os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
   out.to_csv(output_path, index=False, float_format='%.6g')
-  print(f'Wrote {len(out):,} predictions (checkpoint step {meta.get("step")}) to {output_path} '
+  print(f'Wrote {len(out):,} predictions (checkpoint step {step}) to {output_path} '
         f'in {time.time() - t0:.1f}s', flush=True)
   return out

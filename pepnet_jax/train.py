@@ -23,7 +23,9 @@ import numpy as np
 import optax
 
 from pepnet_jax import checkpoint as ckpt_lib
+from pepnet_jax import cold_start
 from pepnet_jax import configs
+from pepnet_jax import interrupts
 from pepnet_jax import metrics as metrics_lib
 from pepnet_jax import optim
 from pepnet_jax import sharding as shard_lib
@@ -97,10 +99,14 @@ class Steps:
   state_sharding: Any = None
 
 
-def split_tables(params):
-  """(tables {'embed': ...}, the rest)."""
-  rest = {k: v for k, v in params.items() if k != EMBED_SCOPE}
-  return {EMBED_SCOPE: params[EMBED_SCOPE]}, rest
+def _global_norm(tree):
+  """L2 norm over every leaf (non-finite when any gradient is)."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def _merge_embed(rest, tables):
+  """{'embed': all tables} from the dense and the row-sparse ones."""
+  return {EMBED_SCOPE: dict(rest.get(EMBED_SCOPE, {}), **tables[EMBED_SCOPE])}
 
 
 def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
@@ -121,10 +127,34 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
   task_weights = jnp.asarray(task_weights, jnp.float32)
   mesh = mesh or shard_lib.make_mesh(config.get('mesh', {}).get('num_devices', 1))
 
+  nonfinite = config.train.get('nonfinite', 'stop')
+  if nonfinite not in ('stop', 'skip'):
+    raise ValueError(f"config.train.nonfinite={nonfinite!r}: use 'stop' or 'skip'")
+
+  def sparse_split(params):
+    """(row-sparse tables {'embed': {name: table}}, the rest): the tables are
+    those the sparse group's regex labels, so ``optim.<group>.regex`` decides
+    on both paths."""
+    labels = optim.param_labels(params, oc)
+    wrong = [optim.param_path(p) for p, lab in jax.tree_util.tree_flatten_with_path(labels)[0]
+             if lab == sparse_group and optim.param_path(p).split('/')[0] != EMBED_SCOPE]
+    if wrong:
+      raise ValueError(
+          f'config.optim.{sparse_group}.regex={oc[sparse_group].regex!r} matches {wrong[:3]}, '
+          f'which are not embedding tables; the row-sparse group (config.optim.sparse_group='
+          f'{sparse_group!r}) can only hold tables under {EMBED_SCOPE}/')
+    names = [n for n, lab in labels[EMBED_SCOPE].items() if lab == sparse_group]
+    tables = {EMBED_SCOPE: {n: params[EMBED_SCOPE][n] for n in names}}
+    rest = dict(params)
+    rest[EMBED_SCOPE] = {n: t for n, t in params[EMBED_SCOPE].items() if n not in names}
+    if not rest[EMBED_SCOPE]:
+      del rest[EMBED_SCOPE]
+    return tables, rest
+
   def init(rng, batch) -> TrainState:
     params = model.init(rng, batch['features'], batch['domain'])['params']
     if sparse_group:
-      tables, rest = split_tables(params)
+      tables, rest = sparse_split(params)
       gc = oc[sparse_group]
       acc = jax.tree.map(lambda t: jnp.full_like(t, gc.get('initial_accumulator', 0.1)), tables)
       return TrainState(jnp.zeros((), jnp.int32), params, tx.init(rest), acc)
@@ -143,13 +173,23 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
     (loss, per_task), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), (loss, per_task)
+    return (state.replace(step=state.step + 1, params=params, opt_state=opt_state),
+            (loss, per_task, _global_norm(grads)))
 
   def sparse_step(state: TrainState, batch):
-    tables, rest = split_tables(state.params)
-    rows = model.apply({'params': tables}, batch['features'], method='lookup')
+    tables, rest = sparse_split(state.params)
+    # Every table goes through ``lookup``; gradients reach the sparse ones as
+    # rows (g_rows) and the dense ones through ``rest``.
+    def loss_fn(rest, sparse_rows):
+      rows = model.apply({'params': _merge_embed(rest, tables)}, batch['features'],
+                         method='lookup')
+      rows = dict(rows, **sparse_rows)
+      return loss_of(rest, rows, batch)
+    all_rows = model.apply({'params': _merge_embed(rest, tables)}, batch['features'],
+                           method='lookup')
+    sparse_rows = {n: all_rows[n] for n in tables[EMBED_SCOPE]}
     (loss, per_task), (g_rest, g_rows) = jax.value_and_grad(
-        lambda r, w: loss_of(r, w, batch), argnums=(0, 1), has_aux=True)(rest, rows)
+        loss_fn, argnums=(0, 1), has_aux=True)(rest, sparse_rows)
     updates, opt_state = tx.update(g_rest, state.opt_state, rest)
     rest = optax.apply_updates(rest, updates)
     gc = oc[sparse_group]
@@ -159,15 +199,23 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
       new_tables[name], new_acc[name] = sparse.adagrad_rows(
           table, state.emb_acc[EMBED_SCOPE][name], batch['features'][name], g_rows[name],
           lr, gc.get('eps', 1e-7))
-    params = dict(rest, **{EMBED_SCOPE: new_tables})
+    params = dict(rest, **{EMBED_SCOPE: dict(rest.get(EMBED_SCOPE, {}), **new_tables)})
+    grad_norm = _global_norm((g_rest, g_rows))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         emb_acc={EMBED_SCOPE: new_acc}), (loss, per_task)
+                         emb_acc={EMBED_SCOPE: new_acc}), (loss, per_task, grad_norm)
 
   step_fn = sparse_step if sparse_group else dense_step
 
   def train_step(state, batch):
-    state, (loss, per_task) = step_fn(state, batch)
-    return state, {'loss': loss, 'task_loss': per_task}
+    new, (loss, per_task, grad_norm) = step_fn(state, batch)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    if nonfinite == 'skip':
+      # A non-finite step leaves every parameter and optimizer slot as it was.
+      kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new.replace(step=state.step),
+                          state)
+      new = kept.replace(step=state.step + 1)
+    return new, {'loss': loss, 'task_loss': per_task, 'grad_norm': grad_norm,
+                 'finite': finite}
 
   def eval_step(params, batch):
     logits = model.apply({'params': params}, batch['features'], batch['domain'])
@@ -230,12 +278,18 @@ def save_config(config, workdir: str):
 
 
 def restore_or_explain(checkpointer, state, config, workdir: str, old_config_text: str | None):
-  """Restores the latest checkpoint; if it does not fit this config's state
-  (the config changed since it was saved), puts the old config.json back and
-  raises an error that names the changed fields instead of orbax's tree dump."""
+  """(state, step) of the newest readable checkpoint, or (state, 0) when there
+  is none. A damaged newest step is skipped with a warning (and moved aside,
+  so the resumed run can save that step again). A checkpoint that does not
+  fit this config's state (the config changed since it was saved) puts the
+  old config.json back and raises an error that names the changed fields
+  instead of orbax's tree dump."""
+  if checkpointer.latest_step() is None:
+    return state, 0
   try:
-    return checkpointer.restore(state)[0]
-  except ValueError:
+    state, _, step = checkpointer.restore_latest(state, move_damaged=True)
+    return state, step
+  except ckpt_lib.CheckpointMismatch as e:
     path = os.path.join(workdir, 'config.json')
     changed = []
     if old_config_text is not None:
@@ -246,7 +300,7 @@ def restore_or_explain(checkpointer, state, config, workdir: str, old_config_tex
     shown = ', '.join(changed[:12]) + (f' and {len(changed) - 12} more' if len(changed) > 12
                                        else '')
     raise ValueError(
-        f'the checkpoint at step {checkpointer.latest_step()} in {checkpointer.directory} '
+        f'the checkpoint at step {e.step} in {checkpointer.directory} '
         'does not fit this config\'s model or optimizer'
         + (f'; fields changed since it was saved ({path}): {shown}' if changed else '')
         + '. Resume with the config it was saved with, or train in a new --workdir.') from None
@@ -279,6 +333,9 @@ def total_train_steps(config, train_ds) -> tuple[int, int]:
     raise ValueError(f'config.data.batch_size={config.data.batch_size} exceeds the '
                      f'{train_ds.num_rows} training rows')
   total = int(config.train.num_steps) or int(config.train.num_epochs * steps_per_epoch)
+  if total < 1:
+    raise ValueError(f'config.train.num_epochs={config.train.num_epochs} is less than one step '
+                     f'of the {steps_per_epoch} steps an epoch has')
   return total, steps_per_epoch
 
 
@@ -291,14 +348,70 @@ def train_batches(train_ds, config, steps_per_epoch: int, start_step: int):
     epoch, offset = epoch + 1, 0
 
 
+def _task_losses(tasks, metrics) -> str:
+  return ', '.join(f'{t} {float(v):.4g}' for t, v in zip(tasks, np.asarray(metrics['task_loss'])))
+
+
+class _FiniteGuard:
+  """Checks each step's loss and gradient norm one step late, so the host
+  reads a finished step while the next one runs (no stall in the pipeline)."""
+
+  def __init__(self, mode: str, tasks, checkpointer, max_skipped: int):
+    self.mode, self.tasks, self.checkpointer = mode, tasks, checkpointer
+    self.max_skipped = max_skipped
+    self.pending = None
+    self.skipped = self.run_of_skips = 0
+
+  def push(self, step: int, metrics) -> None:
+    self.check()
+    self.pending = (step, metrics)
+
+  def check(self) -> None:
+    if self.pending is None:
+      return
+    step, metrics = self.pending
+    self.pending = None
+    if bool(metrics['finite']):
+      self.run_of_skips = 0
+      return
+    self.skipped += 1
+    self.run_of_skips += 1
+    what = (f'loss {float(metrics["loss"]):.4g}, gradient norm {float(metrics["grad_norm"]):.4g} '
+            f'({_task_losses(self.tasks, metrics)})')
+    if self.mode == 'skip' and self.run_of_skips <= self.max_skipped:
+      print(f'warning: step {step} is not finite ({what}); skipped it (its update was not '
+            'applied)', flush=True)
+      return
+    self.checkpointer.wait()
+    last = self.checkpointer.latest_step()
+    where = (f'the last good checkpoint is step {last} in {self.checkpointer.directory}' if last
+             else 'no checkpoint was saved')
+    why = (f'{self.run_of_skips} steps in a row were not finite (config.train.max_skipped_steps='
+           f'{self.max_skipped})' if self.mode == 'skip' else 'training stopped')
+    raise interrupts.NonFiniteLoss(
+        f'the loss is not finite at step {step}: {what}; {why}, nothing after it was saved, '
+        f'{where}. Lower the learning rates (config.optim.*.lr) or set '
+        "config.train.nonfinite='skip' to skip such steps.")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from the latest checkpoint in ``workdir``), then evaluates.
 
   Returns the final report on the test split (also saved as report.json/png).
+  SIGTERM / Ctrl-C save a checkpoint at the current step and raise
+  ``interrupts.Interrupted``; a non-finite loss raises ``interrupts.NonFiniteLoss``
+  (or, with ``config.train.nonfinite='skip'``, skips the step).
   """
-  from pepnet_jax import report as report_lib
+  from pepnet_jax import runlock
+  configs.validate_train(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  with runlock.hold(workdir, enabled=jax.process_index() == 0):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  from pepnet_jax import report as report_lib
   old_path = os.path.join(workdir, 'config.json')
   old_config_text = open(old_path).read() if os.path.exists(old_path) else None
   save_config(config, workdir)
@@ -311,42 +424,72 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   steps, state = jit_steps(steps, config, device_batch(first), jax.random.key(tc.seed))
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                        max_to_keep=tc.keep_checkpoints)
-  start = checkpointer.latest_step() or 0
+  state, start = restore_or_explain(checkpointer, state, config, workdir, old_config_text)
   if start:
-    state = restore_or_explain(checkpointer, state, config, workdir, old_config_text)
     print(f'Resumed from checkpoint at step {start} in {workdir}', flush=True)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   print(f'{config.model.name}: {n_params:,} parameters; {train_ds.num_rows:,} training rows, '
         f'{steps_per_epoch} steps/epoch, {total} steps, batch {config.data.batch_size}, '
         f'{len(jax.devices())} device(s) [{jax.default_backend()}]', flush=True)
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer.drop_after(start)  # lines a killed run logged after its last checkpoint
   progress = writers.Progress(total, start)
   batches = train_batches(train_ds, config, steps_per_epoch, start)
+  oov_names = cold_start.id_features(infos)
+  oov_rate = float(tc.get('oov_rate', 0.0))
+  guard = _FiniteGuard(tc.get('nonfinite', 'stop'), data_spec.tasks, checkpointer,
+                       int(tc.get('max_skipped_steps', 10)))
+  stop = interrupts.StopFlag()
   t_last, n_last = time.time(), 0
-  for step in range(start + 1, total + 1):
-    batch = next(batches)
-    state, metrics = steps.train_step(state, to_device(batch, steps.mesh))
-    n_last += config.data.batch_size
-    if step % tc.log_every == 0 or step == total:
-      loss = float(metrics['loss'])  # blocks: the throughput figure is honest
-      eps = n_last / max(time.time() - t_last, 1e-9)
-      progress.report(step, loss, eps)
-      scalars = {'loss': loss, 'examples_per_sec': eps}
-      scalars.update({f'loss/{t}': float(v) for t, v in zip(data_spec.tasks, metrics['task_loss'])})
-      writer.write(step, 'train', scalars)
-      t_last, n_last = time.time(), 0
-    if tc.eval_every and step % tc.eval_every == 0 and step < total and 'valid' in datasets:
-      res = evaluate_dataset(steps, state.params, datasets['valid'], data_spec,
-                             config.data.eval_batch_size)
-      print(f'  valid @ {step}: mean AUC {res["mean"]["auc"]:.4f}  '
-            f'GAUC {res["mean"]["gauc"]:.4f}  logloss {res["mean"]["logloss"]:.4f}', flush=True)
-      writer.write(step, 'valid', flat_scalars(res))
-      t_last = time.time()
-    if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-      checkpointer.save(step, state)
-  if total > start and checkpointer.latest_step() != total:
-    checkpointer.save(total, state, force=True)
-  checkpointer.close()
+  try:
+    with interrupts.deferred(stop):
+      for step in range(start + 1, total + 1):
+        batch = next(batches)
+        batch['features'] = cold_start.drop_ids(batch['features'], oov_names, oov_rate,
+                                                config.data.seed, step)
+        state, metrics = steps.train_step(state, to_device(batch, steps.mesh))
+        guard.push(step, metrics)
+        n_last += config.data.batch_size
+        if step % tc.log_every == 0 or step == total:
+          guard.check()
+          loss = float(metrics['loss'])  # blocks: the throughput figure is honest
+          eps = n_last / max(time.time() - t_last, 1e-9)
+          progress.report(step, loss, eps)
+          scalars = {'loss': loss, 'examples_per_sec': eps,
+                     'grad_norm': float(metrics['grad_norm'])}
+          scalars.update({f'loss/{t}': float(v)
+                          for t, v in zip(data_spec.tasks, metrics['task_loss'])})
+          if guard.skipped:
+            scalars['skipped_steps'] = guard.skipped
+          writer.write(step, 'train', scalars)
+          t_last, n_last = time.time(), 0
+        if tc.eval_every and step % tc.eval_every == 0 and step < total and 'valid' in datasets:
+          guard.check()
+          t_eval = time.time()
+          res = evaluate_dataset(steps, state.params, datasets['valid'], data_spec,
+                                 config.data.eval_batch_size)
+          print(f'  valid @ {step}: mean AUC {res["mean"]["auc"]:.4f}  '
+                f'GAUC {res["mean"]["gauc"]:.4f}  logloss {res["mean"]["logloss"]:.4f}',
+                flush=True)
+          writer.write(step, 'valid', flat_scalars(res))
+          t_last += time.time() - t_eval  # the throughput counts training time only
+        if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+          guard.check()
+          checkpointer.save(step, state)
+        if stop.signum:
+          guard.check()
+          if checkpointer.latest_step() != step:
+            checkpointer.save(step, state, force=True)
+          checkpointer.wait()
+          raise interrupts.Interrupted(
+              f'{stop.name}: stopped at step {step} of {total}; saved a checkpoint in '
+              f'{checkpointer.directory}. Run the same command to resume.', stop.signum)
+      guard.check()
+    if total > start and checkpointer.latest_step() != total:
+      checkpointer.save(total, state, force=True)
+  finally:
+    checkpointer.close()
+    writer.close()
   split = tc.get('report_split', 'test')
   if split not in datasets:
     split = 'valid'
@@ -357,6 +500,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   results['split'] = split
   results['step'] = int(total)
   results['inference_examples_per_sec'] = datasets[split].num_rows / max(eval_secs, 1e-9)
+  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer.drop_where(lambda r: r.get('step') == total and r.get('split') == split)
   writer.write(total, split, flat_scalars(results))
   writer.close()
   if jax.process_index() == 0:

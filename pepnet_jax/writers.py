@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 
 def _clean(v):
@@ -28,6 +28,33 @@ class MetricWriter:
     if enabled and tensorboard:
       from tensorboardX import SummaryWriter  # imported lazily: start-up time
       self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def drop_where(self, predicate: Callable[[dict], bool]):
+    """Removes the records for which ``predicate`` holds (rewrites the file
+    atomically), e.g. the lines a killed run wrote after its last checkpoint,
+    which the resumed run writes again."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = f.readlines()
+    kept = []
+    for line in lines:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue  # a line cut short by a kill
+      if not predicate(record):
+        kept.append(line if line.endswith('\n') else line + '\n')
+    if len(kept) == len(lines):
+      return
+    tmp = self.path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.writelines(kept)
+    os.replace(tmp, self.path)
+
+  def drop_after(self, step: int):
+    """Drops the records of steps after ``step`` (the checkpoint resumed from)."""
+    self.drop_where(lambda r: int(r.get('step', 0)) > step)
 
   def write(self, step: int, split: str, scalars: Mapping[str, float]):
     if not self.enabled:

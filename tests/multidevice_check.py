@@ -2,8 +2,9 @@
 
 Trains the same model on the same batches on a 1-device mesh and on an
 8-device mesh (batch split 8 ways, the large tables row-sharded), for both
-the row-sparse and the dense update, and prints JSON with the largest
-differences of losses and parameters.
+the row-sparse and the dense update, and prints JSON with the differences of
+the first step's gradients, the losses, and the parameters after training
+(as a fraction of how far training moved them).
 """
 
 import json
@@ -14,6 +15,7 @@ os.environ['XLA_FLAGS'] = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_p
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pepnet_jax import configs, sharding, synthetic, train  # noqa: E402
@@ -34,12 +36,31 @@ def run(num_devices: int, sparse_group: str, batches):
   steps, state = train.jit_steps(steps, c, train.device_batch(batches[0]), jax.random.key(0))
   table = state.params['embed']['video_id']
   sharded = len({str(s.index) for s in table.addressable_shards}) > 1
+  init = jax.tree.map(np.asarray, state.params)
+
+  def loss_fn(params, batch):
+    rows = model.apply({'params': params}, batch['features'], method='lookup')
+    logits = model.apply({'params': params}, rows, batch['features'], batch['domain'],
+                         method='head')
+    return train.multitask_loss(logits, batch['labels'], batch['label_mask'], batch['weight'],
+                                jnp.ones((model.num_tasks,), jnp.float32))[0]
+
+  grad = jax.jit(jax.grad(loss_fn), in_shardings=(steps.state_sharding.params,
+                                                  sharding.batch_sharding(steps.mesh)))
+  first = sharding.put_batch(train.device_batch(batches[0]), steps.mesh)
+  grads = jax.tree.map(np.asarray, grad(state.params, first))
   losses = []
   for b in batches:
     state, m = steps.train_step(state, sharding.put_batch(train.device_batch(b), steps.mesh))
     losses.append(float(m['loss']))
   params = jax.tree.map(np.asarray, state.params)
-  return losses, params, sharded
+  return dict(losses=losses, params=params, init=init, grads=grads, sharded=sharded)
+
+
+def rel(a, b, scale):
+  """||a - b|| / ||scale|| per leaf (the largest over leaves)."""
+  return max(jax.tree.leaves(jax.tree.map(
+      lambda x, y, s: float(np.linalg.norm(x - y) / max(np.linalg.norm(s), 1e-30)), a, b, scale)))
 
 
 def main():
@@ -47,14 +68,18 @@ def main():
   batches = synthetic.make_batches(infos, spec, 6, 256, seed=11, zipf=1.2)
   out = {'devices': len(jax.devices())}
   for group in ('embedding', ''):
-    l1, p1, _ = run(1, group, batches)
-    l8, p8, sharded = run(8, group, batches)
-    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), p1, p8))
-    scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(p1))
+    r1, r8 = run(1, group, batches), run(8, group, batches)
+    moved = jax.tree.map(lambda p, p0: p - p0, r1['params'], r1['init'])
     out[group or 'dense'] = dict(
-        loss_1=l1, loss_8=l8, max_loss_diff=max(abs(a - b) for a, b in zip(l1, l8)),
-        max_param_diff=max(diffs), param_scale=scale, table_sharded=sharded,
-        moved=float(np.max(np.abs(p1['embed']['video_id'] - run(1, group, batches[:1])[1]['embed']['video_id']))))
+        loss_1=r1['losses'], loss_8=r8['losses'],
+        max_loss_diff=max(abs(a - b) for a, b in zip(r1['losses'], r8['losses'])),
+        init_param_diff=rel(r1['init'], r8['init'], r1['init']),
+        grad_rel_diff=rel(r1['grads'], r8['grads'], r1['grads']),
+        param_rel_diff=rel(r1['params'], r8['params'], moved),
+        max_param_diff=max(jax.tree.leaves(jax.tree.map(
+            lambda a, b: float(np.max(np.abs(a - b))), r1['params'], r8['params']))),
+        table_sharded=r8['sharded'],
+        moved=float(np.max(np.abs(moved['embed']['video_id']))))
   print(json.dumps(out))
 
 

@@ -345,6 +345,63 @@ def test_evaluate_rejects_bad_domain_index():
         M.evaluate(preds, labels, mask, domains, groups, ["a", "b", "c"], ["x", "y"])
 
 
+# ------------------------------------------------------- non-finite, 1 group
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_evaluate_nonfinite_predictions_raise_naming_task(bad):
+    preds, labels, mask, domains, groups = _eval_data(seed=5, n_tasks=2)
+    rows = np.flatnonzero(mask[:, 1])[:3]
+    preds[rows, 1] = bad
+    with pytest.raises(ValueError, match=r"task 'like' hold 3 non-finite"):
+        M.evaluate(preds, labels, mask, domains, groups, ["click", "like"], ["x", "y", "z"])
+
+
+def test_evaluate_ignores_nonfinite_predictions_on_rows_that_do_not_count():
+    preds, labels, mask, domains, groups = _eval_data(seed=6, n_tasks=1)
+    ref = M.evaluate(preds, labels, mask, domains, groups, ["t"], ["x", "y", "z"])
+    preds[~mask[:, 0], 0] = np.nan
+    res = M.evaluate(preds, labels, mask, domains, groups, ["t"], ["x", "y", "z"])
+    assert all(same(res["overall"]["t"][k], v, 0.0) for k, v in ref["overall"]["t"].items())
+
+
+def test_per_task_functions_reject_nonfinite_scores():
+    labels = np.array([0, 1, 0, 1, 1], dtype=np.float32)
+    scores = np.array([0.1, 0.9, np.nan, 0.4, 0.7])
+    groups = np.array([1, 1, 2, 2, 2])
+    for call in (lambda: M.auc(labels, scores), lambda: M.auc(labels, scores, np.ones(5)),
+                 lambda: M.gauc(labels, scores, groups), lambda: M.logloss(labels, scores)):
+        with pytest.raises(ValueError, match="1 non-finite"):
+            call()
+    with pytest.raises(ValueError, match="task 'click' hold 1 non-finite"):
+        M.task_metrics(labels, scores, groups, task="click")
+    with pytest.raises(ValueError, match="task 'click'"):
+        M.logloss(labels, np.where(np.isnan(scores), np.inf, scores), task="click")
+    # Rows that do not count are not looked at: zero weight, masked out.
+    w = np.array([1, 1, 0, 1, 1.0])
+    assert same(M.auc(labels, scores, w), ref_auc(labels, np.nan_to_num(scores), w))
+    mask = ~np.isnan(scores)
+    assert M.task_metrics(labels, scores, groups, mask)["impressions"] == 4
+
+
+def test_per_domain_gauc_when_one_user_spans_domains():
+    """One user in every domain: the group code is the domain itself (shift 0),
+    which once pooled all domains into domain 0."""
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1], dtype=np.float32)
+    preds = np.array([[0.1], [0.9], [0.2], [0.8],   # domain 0: perfect ranking
+                      [0.9], [0.1], [0.7], [0.3]])  # domain 1: inverted
+    domains = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    groups = np.full(8, 42)
+    res = M.evaluate(preds, labels[:, None], None, domains, groups, ["t"], ["a", "b"])
+    assert res["domains"]["a"]["t"]["gauc"] == 1.0
+    assert res["domains"]["b"]["t"]["gauc"] == 0.0
+    assert same(res["overall"]["t"]["gauc"], ref_auc(labels, preds[:, 0]))  # one user
+    for d, dn in enumerate("ab"):
+        sel = domains == d
+        ref = ref_gauc(labels[sel], preds[sel, 0], groups[sel])
+        assert same(res["domains"][dn]["t"]["gauc"], ref)
+        assert same(res["domains"][dn]["t"]["auc"], ref)
+
+
 # ------------------------------------------------------------------- sklearn
 
 def test_against_sklearn_if_available():

@@ -1,4 +1,17 @@
-"""1 device vs 8 (virtual CPU) devices: same losses and parameters."""
+"""1 device vs 8 (virtual CPU) devices: same gradients, losses and parameters.
+
+Tolerances. On 8 devices the batch's sums (the loss, every gradient) are
+reduced in a different order than on 1, so float32 results differ in the last
+bits: relative differences of ~1e-7..1e-6, whatever the CPU. Those are checked
+tightly: the first step's gradients (relative norm 1e-4) and the losses
+(1e-5). Parameters after several optimizer steps are not: Adam and AdaGrad
+divide a gradient by its own running magnitude, so a gradient entry near zero
+moves its parameter by about +-lr whatever its size, and a last-bit difference
+can flip that sign. The parameters are therefore compared relative to how far
+training moved them (norm per leaf, 2%); a real sharding fault (a row updated
+on the wrong shard, a missing cross-device sum) moves them by tens of percent.
+Measured on one AMD EPYC: gradients 4e-7, losses 5e-7, parameters 0.2%.
+"""
 
 import json
 import os
@@ -28,5 +41,7 @@ def test_eight_devices_match_one(result, update):
   r = result[update]
   assert r['table_sharded'], 'the large tables should be row-sharded over the 8 devices'
   assert r['moved'] > 1e-4  # training changed the tables, so equality is not vacuous
+  assert r['init_param_diff'] == 0.0, r
+  assert r['grad_rel_diff'] < 1e-4, r
   assert r['max_loss_diff'] < 1e-5, r
-  assert r['max_param_diff'] < 1e-5 * max(1.0, r['param_scale']), r
+  assert r['param_rel_diff'] < 2e-2, r

@@ -12,14 +12,16 @@ date ranges in it) the default is train/valid/test = ali_ccp_train/ali_ccp_val/a
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data.errors import (DataError, note, check_binary, check_domains, missing_file_error,
-                                    read_csv_chunks, read_header, require_columns)
+from pepnet_jax.data.errors import (DataError, note, note_drops, check_binary, check_domains,
+                                    missing_file_error, read_csv_chunks, read_header,
+                                    require_columns)
 from pepnet_jax.features import FORMATS, DataSpec, aliccp_features, aliccp_groups  # noqa: F401
 
 KNOWN_DOMAINS = FORMATS['aliccp']['known_domains']
@@ -64,7 +66,9 @@ def _dtypes(spec: DataSpec, cols: list[str]) -> dict[str, Any]:
     return out
 
 
-def _read(path: Path, spec: DataSpec, max_rows: int, keep_domains: bool) -> pd.DataFrame:
+def _read(path: Path, spec: DataSpec, max_rows: int, keep_domains: bool,
+          dropped: Counter | None = None) -> pd.DataFrame:
+    """The needed columns of one file; `dropped` counts the rows the domain filter drops."""
     header = read_header(path)
     needed = {}
     for i, f in enumerate(spec.features):
@@ -82,7 +86,10 @@ def _read(path: Path, spec: DataSpec, max_rows: int, keep_domains: bool) -> pd.D
         check_domains(path, dom, spec.domain_column, KNOWN_DOMAINS, start,
                       "Ali-CCP's known '301' values")
         if not keep_domains:
-            chunk = chunk[np.isin(dom, np.asarray(spec.domains))]
+            keep = np.isin(dom, np.asarray(spec.domains))
+            if dropped is not None and not keep.all():
+                dropped.update(dict(enumerate(np.bincount(dom[~keep]).tolist())))
+            chunk = chunk[keep]
         if max_rows:
             chunk = chunk.iloc[:max_rows - n]
         parts.append(chunk)
@@ -93,12 +100,14 @@ def _read(path: Path, spec: DataSpec, max_rows: int, keep_domains: bool) -> pd.D
 
 
 def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
-    """{split: raw frame}; rows of domains outside config.data.tabs are dropped."""
+    """{split: raw frame}; rows of domains outside config.data.tabs are dropped (and counted)."""
     t0 = time.time()
     max_rows = int(data_config.get('max_rows', 0) or 0)
     frames = {}
     for name, path in split_files(data_config).items():
-        frame = _read(path, spec, max_rows, keep_domains=False)
+        dropped = Counter()
+        frame = _read(path, spec, max_rows, keep_domains=False, dropped=dropped)
+        note_drops(name, len(frame), spec.domain_column, dropped, spec.domains)
         if len(frame) == 0:
             raise DataError(f'split {name!r} is empty: no rows of {path} have '
                             f'{spec.domain_column!r} in {list(spec.domains)} (config.data.tabs)')

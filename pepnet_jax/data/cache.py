@@ -11,6 +11,13 @@ stale cache is never read; old folders are left for the user to delete.
 
 Builds go to a temporary sibling folder renamed into place at the end (atomic on POSIX), so
 an interrupted build leaves no half cache, and two concurrent builds just race to the rename.
+
+A cache damaged later (a truncated copy, a full disk, stray writes) must not crash deep inside
+numpy nor feed garbage to training: the manifest records every file's size and CRC32, and
+load() checks them: sizes and .npy headers always, the CRC over every byte while the cache is
+under FULL_CHECK_BYTES (~0.2 s per GB from the page cache), else over SAMPLE_WINDOWS windows
+per file. A damaged cache is named in one line and removed, and load() reports a miss, so the
+caller rebuilds it.
 """
 
 from __future__ import annotations
@@ -21,16 +28,19 @@ import os
 import shutil
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pepnet_jax.data.errors import note
+from pepnet_jax.data.errors import DataError, note
 from pepnet_jax.data.vocab import Vocab
 
 CACHE_VERSION = 1
 MANIFEST = 'manifest.json'
+FULL_CHECK_BYTES = 1 << 30
+SAMPLE_WINDOWS, SAMPLE_BYTES = 64, 1 << 16
 
 
 def fingerprint(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -71,9 +81,14 @@ def write(root: str | os.PathLike, key: str, splits: Mapping[str, Mapping[str, n
                 np.save(tmp / split / _file_name(name), arr, allow_pickle=False)
                 layout[split][name] = dict(dtype=arr.dtype.str, shape=list(arr.shape))
         vocab.save(tmp / 'vocab')
+        files = {}
+        for path in sorted(tmp.rglob('*')):
+            if path.is_file():
+                files[path.relative_to(tmp).as_posix()] = dict(
+                    size=path.stat().st_size, crc32=_crc32(path), sample_crc32=_crc32(path, True))
         doc = dict(manifest, key=key, cache_version=CACHE_VERSION, created=time.time(),
-                   columns=layout, num_rows={s: int(next(iter(c.values())).shape[0])
-                                             for s, c in splits.items()})
+                   columns=layout, files=files,
+                   num_rows={s: int(next(iter(c.values())).shape[0]) for s, c in splits.items()})
         (tmp / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True, default=str))
         try:
             os.rename(tmp, final)
@@ -90,17 +105,105 @@ def write(root: str | os.PathLike, key: str, splits: Mapping[str, Mapping[str, n
 
 def load(root: str | os.PathLike, key: str
          ) -> tuple[dict[str, dict[str, np.ndarray]], Vocab, dict[str, Any]] | None:
-    """(columns per split as read-only memmaps, vocab, manifest), or None on a miss."""
+    """(columns per split as read-only memmaps, vocab, manifest), or None on a miss.
+
+    A damaged cache is a miss too: one line names the bad file, and the folder is removed so
+    that the rebuild can take its place.
+    """
     folder = Path(root) / key
     path = folder / MANIFEST
     if not path.is_file():
         return None
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError('not a JSON object')
+    except (ValueError, OSError) as e:
+        return _damaged(folder, MANIFEST, f'unreadable: {e}')
     if manifest.get('cache_version') != CACHE_VERSION:
         return None
-    splits = {}
+    try:
+        bad = verify(folder, manifest)
+        if bad:
+            return _damaged(folder, *bad)
+        splits = {}
+        for split, columns in manifest['columns'].items():
+            splits[split] = {name: np.load(folder / split / _file_name(name), mmap_mode='r',
+                                           allow_pickle=False)
+                             for name in columns}
+        vocab = Vocab.load(folder / 'vocab')
+    except (DataError, ValueError, KeyError, TypeError, OSError, EOFError) as e:
+        return _damaged(folder, 'a cache file', f'{type(e).__name__}: {e}')
+    return splits, vocab, manifest
+
+
+def verify(folder: str | os.PathLike, manifest: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(file, what is wrong) for the first damaged file of a cache folder, or None if sound."""
+    folder = Path(folder)
     for split, columns in manifest['columns'].items():
-        splits[split] = {name: np.load(folder / split / _file_name(name), mmap_mode='r',
-                                       allow_pickle=False)
-                         for name in columns}
-    return splits, Vocab.load(folder / 'vocab'), manifest
+        for name, meta in columns.items():
+            rel = f'{split}/{_file_name(name)}'
+            bad = _check_npy(folder / rel, np.dtype(meta['dtype']), tuple(meta['shape']))
+            if bad:
+                return rel, bad
+    files = manifest.get('files') or {}  # absent in caches written before checksums
+    full = sum(int(m['size']) for m in files.values()) <= FULL_CHECK_BYTES
+    for rel, meta in files.items():
+        p = folder / rel
+        if not p.is_file():
+            return rel, 'missing'
+        size = p.stat().st_size
+        if size != meta['size']:
+            return rel, f'{size:,} bytes, {meta["size"]:,} written'
+        if _crc32(p, sample=not full) != meta['crc32' if full else 'sample_crc32']:
+            return rel, 'checksum mismatch: its bytes changed after it was written'
+    return None
+
+
+def _check_npy(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
+    """The .npy header and the file size against what the manifest says was written."""
+    if not path.is_file():
+        return 'missing'
+    try:
+        with open(path, 'rb') as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            got_shape, fortran, got_dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as e:
+        return f'not a readable .npy file ({e})'
+    if got_dtype != dtype or tuple(got_shape) != shape or fortran:
+        return f'holds {got_dtype} {tuple(got_shape)}, the manifest says {dtype} {shape}'
+    size, want = path.stat().st_size, offset + int(np.prod(shape)) * dtype.itemsize
+    if size != want:
+        return f'{size:,} bytes where {want:,} are expected (truncated?)'
+    return None
+
+
+def _crc32(path: Path, sample: bool = False) -> int:
+    """CRC32 of the file, or (sample=True, big files) of SAMPLE_WINDOWS evenly spread windows."""
+    size = path.stat().st_size
+    crc = 0
+    with open(path, 'rb') as f:
+        if not sample or size <= SAMPLE_WINDOWS * SAMPLE_BYTES:
+            while block := f.read(1 << 24):
+                crc = zlib.crc32(block, crc)
+            return crc
+        for offset in np.linspace(0, size - SAMPLE_BYTES, SAMPLE_WINDOWS).astype(np.int64):
+            f.seek(int(offset))
+            crc = zlib.crc32(f.read(SAMPLE_BYTES), crc)
+    return crc
+
+
+def _damaged(folder: Path, what: str, why: str) -> None:
+    """Warn once, move the folder out of the key's way and remove it; a miss for the caller."""
+    note('cache %s is damaged: %s: %s; rebuilding it from the CSVs', folder, what, why)
+    trash = folder.parent / f'.damaged-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+    try:
+        os.rename(folder, trash)
+    except OSError as e:
+        raise DataError(f'cache {folder} is damaged ({what}: {why}) and cannot be moved away '
+                        f'({e}); delete it and run again') from None
+    shutil.rmtree(trash, ignore_errors=True)
+    return None

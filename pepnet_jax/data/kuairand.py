@@ -19,16 +19,19 @@ explicit dtypes), in chunks, with progress lines for big files.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data.errors import (DataError, note, check_binary, check_domains, missing_file_error,
-                                    read_csv_chunks, read_header, require_columns)
+from pepnet_jax.data.errors import (DataError, note, note_drops, check_binary, check_domains,
+                                    missing_file_error, read_csv_chunks, read_header,
+                                    require_columns)
 from pepnet_jax.features import FORMATS, DataSpec, kuairand_features, kuairand_groups  # noqa: F401
 
 YEAR = 2022
@@ -139,7 +142,11 @@ def find_layout(data_dir: str | Path, version: str = 'auto') -> Layout:
 
 
 def parse_splits(data_config: Any) -> dict[str, tuple[int, int]]:
-    """config.data.splits -> {name: (first YYYYMMDD, last YYYYMMDD)}, inclusive, validated."""
+    """config.data.splits -> {name: (first YYYYMMDD, last YYYYMMDD)}, inclusive, validated.
+
+    Ranges must be real dates, first <= last, and disjoint: the reader routes a row to every
+    split whose range holds its date, so an overlap would copy rows into two splits.
+    """
     raw = data_config.get('splits', None)
     raw = raw.to_dict() if hasattr(raw, 'to_dict') else dict(raw or {})
     if 'train' not in raw:
@@ -147,16 +154,53 @@ def parse_splits(data_config: Any) -> dict[str, tuple[int, int]]:
                         f'{list(raw)}')
     out = {}
     for name, rng in raw.items():
-        try:
-            lo, hi = (int(str(x)) for x in rng)
-            ok = 2000_01_01 <= lo <= hi <= 2100_12_31
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise DataError(f'config.data.splits.{name}={rng!r} must be (first, last) dates as '
-                            "'YYYYMMDD' strings with first <= last")
+        where = f'config.data.splits.{name}={rng!r}'
+        if isinstance(rng, (str, bytes)) or not hasattr(rng, '__len__') or len(rng) != 2:
+            raise DataError(f"{where} must be (first, last) dates as 'YYYYMMDD' strings")
+        lo, hi = (_parse_date(x, where) for x in rng)
+        if lo > hi:
+            raise DataError(f'{where}: the first date {lo} is after the last date {hi}')
         out[name] = (lo, hi)
-    return {n: out[n] for n in sorted(out, key=_split_rank)}
+    names = sorted(out, key=_split_rank)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            (alo, ahi), (blo, bhi) = out[a], out[b]
+            if alo <= bhi and blo <= ahi:
+                raise DataError(f'config.data.splits: {a!r} ({alo}..{ahi}) and {b!r} '
+                                f'({blo}..{bhi}) overlap on {max(alo, blo)}..{min(ahi, bhi)}; '
+                                'those rows would be copied into both splits. Make the date '
+                                'ranges disjoint')
+    return {n: out[n] for n in names}
+
+
+def _parse_date(value: Any, where: str) -> int:
+    text = str(value).strip()
+    try:
+        if not re.fullmatch(r'\d{8}', text):
+            raise ValueError
+        _dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        raise DataError(f"{where}: {value!r} is not a date as 'YYYYMMDD' (e.g. '20220408')") \
+            from None
+    return int(text)
+
+
+def _calendar_dates(date: np.ndarray) -> np.ndarray:
+    """Which YYYYMMDD ints are calendar dates, via a table over the chunk's span (~1 ms/1M)."""
+    if len(date) == 0:
+        return np.ones(0, bool)
+    lo, hi = int(date.min()), int(date.max())
+    if hi - lo <= 1_000_000:  # a century: the table stays small
+        return _is_date(np.arange(lo, hi + 1))[date - lo]
+    uniq, inverse = np.unique(date, return_inverse=True)
+    return _is_date(uniq)[inverse]
+
+
+def _is_date(d: np.ndarray) -> np.ndarray:
+    y, m, day = d // 10000, d // 100 % 100, d % 100
+    leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+    last = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(m, 0, 12)]
+    return (y >= 1) & (m >= 1) & (m <= 12) & (day >= 1) & (day <= last + (leap & (m == 2)))
 
 
 def _split_rank(name: str) -> tuple[int, str]:
@@ -165,8 +209,9 @@ def _split_rank(name: str) -> tuple[int, str]:
 
 
 def _plan_columns(layout: Layout, spec: DataSpec, log_header: Sequence[str],
-                  extra: Sequence[str] = ()) -> tuple[list[str], list[str], list[str]]:
-    """Which needed columns come from the log, the user file and the video file."""
+                  extra: Sequence[str] = (), log_path: Path | None = None
+                  ) -> tuple[list[str], list[str], list[str]]:
+    """Which needed columns come from the log (log_path), the user file and the video file."""
     needed: dict[str, str] = {}
     for i, f in enumerate(spec.features):
         needed.setdefault(f.column, f'config.data.features[{i}] ({f.name!r})')
@@ -192,7 +237,8 @@ def _plan_columns(layout: Layout, spec: DataSpec, log_header: Sequence[str],
                     f'column {col!r} (needed by {why}) is not in the log and a feature file is '
                     'missing', [f'user_features_{layout.version}.csv',
                                 f'video_features_basic_{layout.version}.csv'], layout.directory)
-            raise DataError(f'column {col!r} (needed by {why}) is in none of the log columns '
+            log = f' of {log_path}' if log_path else ''
+            raise DataError(f'column {col!r} (needed by {why}) is in none of the log columns{log} '
                             f'{list(log_header)} nor in {where}')
     for col, why in log_needed.items():
         if col not in log_cols:
@@ -336,7 +382,9 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     """{split: raw frame} with log, user and video columns, rows in file order.
 
     Rows of tabs outside config.data.tabs are dropped; a tab outside KuaiRand's 0..14 is a
-    DataError. ``max_rows`` keeps the first rows of each split (and stops reading early).
+    DataError. Standard-log rows whose date is no calendar date, or in no split's range, are
+    left out too. Each kind of drop gets one counted [data] line, so none goes unnoticed.
+    ``max_rows`` keeps the first rows of each split (and stops reading early).
     """
     t0 = time.time()
     layout, plan, splits = _plan(data_config, spec)
@@ -347,7 +395,8 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
         raise DataError(f"split 'train' is empty: dates {lo}..{hi} overlap no standard log in "
                         f'{layout.directory} ({[lf.path.name for lf in layout.logs]})')
     header = read_header(plan[0][0].path)
-    log_cols, user_cols, video_cols = _plan_columns(layout, spec, header, extra=('date',))
+    log_cols, user_cols, video_cols = _plan_columns(layout, spec, header, ('date',),
+                                                    plan[0][0].path)
     label_cols = list(spec.tasks)
     usecols = list(dict.fromkeys(log_cols + label_cols))
     feat_log_cols = _feature_log_cols(spec, log_cols)
@@ -355,6 +404,9 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     parts: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
     counts = dict.fromkeys(names, 0)
     sources: dict[str, list[str]] = {n: [] for n in names}
+    tab_drops = {n: Counter() for n in names}
+    outside = []  # (rows, first date, last date) of standard-log rows in no split's range
+    bad_dates = Counter()  # standard-log dates that are no calendar date -> rows
     for lf, targets in plan:
         require_columns(lf.path, read_header(lf.path),
                         {c: ('config.data.tasks' if c in label_cols else 'the features/splits')
@@ -368,19 +420,41 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
                           'the KuaiRand tab range')
             keep = np.isin(tab, tabs)
             date = chunk['date'].to_numpy()
+            real = _calendar_dates(date) if lf.kind == 'standard' else np.ones(len(date), bool)
+            if not real.all():
+                bad_dates.update(date[~real].tolist())
+            anywhere = ~real  # rows some split takes; bad dates are counted on their own
             for n, rng in targets.items():
+                rows = real if rng is None else real & (date >= rng[0]) & (date <= rng[1])
+                anywhere |= rows
                 room = max_rows - counts[n] if max_rows else None
                 if room == 0:
                     continue
-                mask = keep if rng is None else keep & (date >= rng[0]) & (date <= rng[1])
-                sel = chunk[mask]
+                if (dropped := rows & ~keep).any():
+                    tab_drops[n].update(dict(enumerate(np.bincount(tab[dropped]).tolist())))
+                sel = chunk[rows & keep]
                 if room is not None:
                     sel = sel.iloc[:room]
                 if len(sel):
                     parts[n].append(sel)
                     counts[n] += len(sel)
+            if not anywhere.all():
+                lost = date[~anywhere]
+                outside.append((len(lost), int(lost.min()), int(lost.max())))
             if max_rows and all(counts[n] >= max_rows for n in targets):
                 break
+    for n in names:
+        note_drops(n, counts[n], spec.domain_column, tab_drops[n], spec.domains)
+    why = []
+    if outside:
+        why.append(f'{sum(o[0] for o in outside):,} with dates in {min(o[1] for o in outside)}..'
+                    f'{max(o[2] for o in outside)} outside every config.data.splits range')
+    if bad_dates:
+        shown = ', '.join(str(d) for d in sorted(bad_dates)[:3]) + (', ...' if len(bad_dates) > 3
+                                                                    else '')
+        why.append(f'{sum(bad_dates.values()):,} whose date is no calendar date ({shown})')
+    if why:
+        note('standard log rows in no split: %s', '; '.join(why))
     frames = {}
     for n in names:
         if counts[n] == 0:
@@ -409,7 +483,8 @@ def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
         raise missing_file_error('log file for predict', [path.name], path.parent)
     layout = find_layout(data_dir, version)
     header = read_header(path)
-    log_cols, user_cols, video_cols = _plan_columns(layout, spec, header, RAW_PREDICT_COLUMNS)
+    log_cols, user_cols, video_cols = _plan_columns(layout, spec, header, RAW_PREDICT_COLUMNS,
+                                                    path)
     label_cols = [t for t in spec.tasks if t in header]
     usecols = list(dict.fromkeys(log_cols + label_cols))
     require_columns(path, header, {c: 'predict output' for c in RAW_PREDICT_COLUMNS})

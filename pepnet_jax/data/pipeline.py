@@ -265,6 +265,9 @@ def load_datasets(data_config: Any, workdir: str | Path
                                                     build_seconds=time.time() - t0))
         del columns
         hit = cache.load(root, key)
+        if hit is None:
+            raise DataError(f'the cache just written to {root / key} does not load back (see the '
+                            'line above); is the disk full?')
     else:
         note('data cache hit: %s', root / key)
     splits, vocab, _ = hit
