@@ -5,18 +5,21 @@ Run:
 
 The first run writes a KuaiRand-format dataset (logs, user and video feature
 files, and the generator's true probabilities) into <workdir>/data, parses it
-into a columnar cache, trains PEPNet for one epoch, evaluates on the test days
+into a columnar cache, trains PEPNet (selecting the best step on the validation
+days), evaluates on the test days
 and prints a per-task x per-domain table of AUC, GAUC, logloss, positives and
 impressions (also saved as <workdir>/report.json and report.png). Running the
 same command again resumes from the last checkpoint (here: already finished,
 so it only re-evaluates).
 
-Learning rates: the paper's Adam lr 5e-6 for the dense layers suits Kuaishou's
-billions of examples; on a few hundred thousand rows it barely moves the
-towers, so the demo keeps AdaGrad 0.05 on the tables but uses Adam 1e-3 on the
-rest (a demo-scale rate; see experiments/README for the sweep that chose it).
+Recipe: 'converge' (pepnet_jax/configs.py RECIPES), capped at 4 epochs so the
+demo stays short: AdaGrad 0.05 on the tables and Adam 1e-3 (after a warm-up)
+on the rest, since the paper's Adam 5e-6 suits one pass over billions of rows
+and barely moves the towers on a few hundred thousand; a validation each
+epoch, early stopping, and the report from the best step.
+
 Presets:
-  experiments/demo.py          ~600k generated rows, 1 epoch
+  experiments/demo.py          ~600k generated rows, up to 4 epochs
   experiments/demo.py:quick    ~60k rows, a smoke test in well under a minute
 """
 
@@ -27,8 +30,7 @@ def get_config(preset: str = ''):
   c = configs.base_config()
   c.data.generate.rows = 600_000
   c.data.batch_size = 512
-  c.optim = configs.optim_config(embed_lr=0.05, dense_lr=1e-3)
-  c.train.num_epochs = 1.0
+  configs.apply_recipe(c, 'converge', max_epochs=4)
   c.train.log_every = 50
   c.train.checkpoint_every = 200
   if preset == 'quick':

@@ -620,10 +620,10 @@ def restore_for_inference(workdir: str, state: Any, step: int | None) -> tuple[A
   return state, int(meta.get('step', step))
 
 
-def load_state_arrays(workdir: str, step: int) -> Any:
+def load_state_arrays(workdir: str, step: int, folder: str = 'checkpoints') -> Any:
   """The saved train state of ``step`` as host numpy arrays, whatever the
   topology it was saved from (e.g. for inspection or comparing runs)."""
-  path = os.path.join(os.path.abspath(workdir), 'checkpoints', str(step), 'state')
+  path = os.path.join(os.path.abspath(workdir), folder, str(step), 'state')
   ckptr = ocp.StandardCheckpointer()
   meta = ckptr.metadata(path)
   tree = getattr(meta, 'item_metadata', meta)

@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.activation = 'relu'
   c.model.dtype = 'float32'           # towers and gates compute dtype; params stay float32
   c.model.table_row_multiple = 128    # table rows rounded up so they split over devices
+  c.model.dropout = 0.0               # tower dropout (training only); 0 = off
   # baselines (pepnet_jax/models/baselines.py)
   c.model.bottom = (256,)             # shared-bottom / expert widths
   c.model.num_experts = 4             # MMoE / PLE shared experts
@@ -80,10 +81,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.ple_levels = 2
   c.model.star_aux_hidden = 32        # STAR auxiliary (domain) network width
 
-  c.optim = optim_config()
+  c.optim = optim_config()        # the 'paper' recipe (see RECIPES / apply_recipe)
 
   # ---- training loop ----
   c.train = ml_collections.ConfigDict()
+  c.train.recipe = 'paper'            # a name for the log; apply_recipe() sets the fields
   c.train.seed = 0
   c.train.num_epochs = 1.0
   c.train.num_steps = 0               # > 0 overrides num_epochs
@@ -93,15 +95,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 200
   c.train.keep_checkpoints = 3
   c.train.report_split = 'test'
-  # Share of the ids in each training batch replaced by the out-of-vocabulary
-  # id, so the OOV rows learn what an unseen user / video looks like
-  # (pepnet_jax/cold_start.py); 0 = off.
-  c.train.oov_rate = 0.01
+  # Share of training rows whose user (and, independently, whose video) is
+  # made unseen: its id and side features set to missing, so the OOV rows
+  # learn what a new user / video looks like (pepnet_jax/cold_start.py;
+  # benchmarks/cold_start.py measures it); 0 = off.
+  c.train.oov_rate = 0.05
   # A step whose loss or gradients are not finite: 'stop' (exit non-zero,
   # naming the step and the last good checkpoint) or 'skip' (leave the state
   # as it was; stop after max_skipped_steps such steps in a row).
   c.train.nonfinite = 'stop'
   c.train.max_skipped_steps = 10
+  # L2 on the embedding rows a batch touches (per example, summed over
+  # features): keeps rows of users / videos seen a few dozen times small.
+  c.train.embed_l2 = 0.0
+  # Model selection on the validation split (pepnet_jax/selection.py): with
+  # eval_every > 0 (or patience > 0: then one validation an epoch) the best
+  # step by select_metric is kept in <workdir>/best and the report uses it.
+  c.train.select_best = True
+  c.train.select_metric = 'mean_auc'  # any key of the 'valid' lines of metrics.jsonl
+  c.train.patience = 0                # validations without improvement; 0 = never stop early
+  c.train.min_delta = 0.0
 
   # ---- devices ----
   c.mesh = ml_collections.ConfigDict()
@@ -115,6 +128,51 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.process_id = 0
   c.distributed.cpu_collectives = 'gloo'  # CPU backend's cross-process collectives
   return c
+
+
+RECIPES = {
+    'paper': "the paper's streaming-scale recipe: AdaGrad 0.05 on the tables, Adam 5e-6 on "
+             'the rest, one pass over the data, no model selection (Kuaishou trains on '
+             'billions of rows once; on 10^5..10^7 rows Adam 5e-6 barely moves the towers)',
+    'converge': 'for datasets read many times (10^5..10^8 rows): AdaGrad 0.05 on the tables, '
+                'Adam 1e-3 after a 100-step warm-up on the rest, up to num_epochs passes with '
+                'a validation each epoch, early stopping after 2 validations without '
+                'improvement of the mean AUC, and the report from the best step',
+}
+
+
+def apply_recipe(c: ml_collections.ConfigDict, name: str, max_epochs: float = 20.0):
+  """Sets the optimizer and training-loop fields of a named recipe (RECIPES)."""
+  if name == 'paper':
+    c.optim = optim_config()
+    c.train.num_epochs = 1.0
+    c.train.eval_every = 0
+    c.train.patience = 0
+  elif name == 'converge':
+    c.optim = optim_config(embed_lr=0.05, dense_lr=SCALED_DENSE_LR)
+    c.optim.dense.warmup_steps = 100
+    c.train.num_epochs = float(max_epochs)
+    c.train.eval_every = 0    # patience > 0: one validation an epoch
+    c.train.patience = 2
+    c.train.select_metric = 'mean_auc'
+  else:
+    raise ValueError(f'config.train.recipe={name!r}: use one of {sorted(RECIPES)}')
+  c.train.recipe = name
+  return c
+
+
+def describe_recipe(c: ml_collections.ConfigDict) -> str:
+  """One line for the run's log: the recipe's name and the fields that define it."""
+  o, t = c.optim, c.train
+  parts = [f'{g} {o[g].optimizer} lr {o[g].lr:g}'
+           + (f' (warm-up {o[g].warmup_steps})' if o[g].get('warmup_steps') else '')
+           + (f' {o[g].schedule}' if o[g].get('schedule', 'constant') != 'constant' else '')
+           for g in o.groups]
+  extra = [f'{k} {t.get(k)}' for k in ('embed_l2', 'oov_rate') if t.get(k)]
+  if c.model.get('dropout'):
+    extra.append(f'dropout {c.model.dropout}')
+  length = f'{t.num_steps} steps' if t.num_steps else f'up to {t.num_epochs:g} epoch(s)'
+  return (f"recipe {t.get('recipe', 'custom')!r}: " + ', '.join(parts + [length] + extra))
 
 
 def validate_train(c: ml_collections.ConfigDict) -> None:

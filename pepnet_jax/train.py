@@ -28,10 +28,12 @@ from pepnet_jax import configs
 from pepnet_jax import interrupts
 from pepnet_jax import metrics as metrics_lib
 from pepnet_jax import optim
+from pepnet_jax import selection
 from pepnet_jax import sharding as shard_lib
 from pepnet_jax import sparse
 from pepnet_jax import writers
 from pepnet_jax.models import build_model
+from pepnet_jax.features import PAD_ID
 from pepnet_jax.models.layers import EMBED_SCOPE
 
 Array = jax.Array
@@ -99,6 +101,19 @@ class Steps:
   state_sharding: Any = None
 
 
+def rows_l2(rows: dict, batch: dict) -> Array:
+  """Mean over the batch's real rows of the squared norms of the embedding
+  rows each example gathered (padding slots left out), summed over features."""
+  total = 0.0
+  for name, r in rows.items():
+    sq = jnp.sum(jnp.square(r.astype(jnp.float32)), axis=-1)
+    ids = batch['features'][name]
+    sq = jnp.where(ids != PAD_ID, sq, 0.0)
+    total = total + (jnp.sum(sq, axis=-1) if sq.ndim == 2 else sq)
+  w = batch['weight']
+  return jnp.sum(total * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
 def _global_norm(tree):
   """L2 norm over every leaf (non-finite when any gradient is)."""
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
@@ -160,16 +175,25 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
       return TrainState(jnp.zeros((), jnp.int32), params, tx.init(rest), acc)
     return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), {})
 
-  def loss_of(params, rows, batch):
+  dropout = float(config.model.get('dropout', 0.0))
+  embed_l2 = float(config.train.get('embed_l2', 0.0))
+  dropout_key = jax.random.key(int(config.train.seed) + 0xD0)
+
+  def loss_of(params, rows, batch, step):
+    # Dropout masks depend on (seed, step) only: a resumed run draws the same ones.
+    rngs = {'dropout': jax.random.fold_in(dropout_key, step)} if dropout else None
     logits = model.apply({'params': params}, rows, batch['features'], batch['domain'],
-                         method='head')
-    return multitask_loss(logits, batch['labels'], batch['label_mask'], batch['weight'],
-                          task_weights)
+                         method='head', rngs=rngs)
+    loss, per_task = multitask_loss(logits, batch['labels'], batch['label_mask'],
+                                    batch['weight'], task_weights)
+    if embed_l2:
+      loss = loss + embed_l2 * rows_l2(rows, batch)
+    return loss, per_task
 
   def dense_step(state: TrainState, batch):
     def loss_fn(params):
       rows = model.apply({'params': params}, batch['features'], method='lookup')
-      return loss_of(params, rows, batch)
+      return loss_of(params, rows, batch, state.step)
     (loss, per_task), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -184,7 +208,7 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
       rows = model.apply({'params': _merge_embed(rest, tables)}, batch['features'],
                          method='lookup')
       rows = dict(rows, **sparse_rows)
-      return loss_of(rest, rows, batch)
+      return loss_of(rest, rows, batch, state.step)
     all_rows = model.apply({'params': _merge_embed(rest, tables)}, batch['features'],
                            method='lookup')
     sparse_rows = {n: all_rows[n] for n in tables[EMBED_SCOPE]}
@@ -278,17 +302,16 @@ def save_config(config, workdir: str):
 
 
 def restore_or_explain(checkpointer, state, config, workdir: str, old_config_text: str | None):
-  """(state, step) of the newest readable checkpoint, or (state, 0) when there
-  is none. A damaged newest step is skipped with a warning (and moved aside,
+  """(state, meta, step) of the newest readable checkpoint, or (state, {}, 0)
+  when there is none. A damaged newest step is skipped with a warning (and moved aside,
   so the resumed run can save that step again). A checkpoint that does not
   fit this config's state (the config changed since it was saved) puts the
   old config.json back and raises an error that names the changed fields
   instead of orbax's tree dump."""
   if checkpointer.latest_step() is None:
-    return state, 0
+    return state, {}, 0
   try:
-    state, _, step = checkpointer.restore_latest(state, move_damaged=True)
-    return state, step
+    return checkpointer.restore_latest(state, move_damaged=True)
   except ckpt_lib.CheckpointMismatch as e:
     path = os.path.join(workdir, 'config.json')
     changed = []
@@ -346,6 +369,11 @@ def train_batches(train_ds, config, steps_per_epoch: int, start_step: int):
     yield from train_ds.train_batches(config.data.batch_size, seed=config.data.seed,
                                       epoch=epoch, start_batch=offset)
     epoch, offset = epoch + 1, 0
+
+
+def _summary(results: dict) -> dict:
+  """The JSON-friendly part of a validation result kept with the best step."""
+  return {'mean': results['mean'], 'overall': results['overall']}
 
 
 def _task_losses(tasks, metrics) -> str:
@@ -410,6 +438,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return _train_and_evaluate(config, workdir)
 
 
+def _selector(config, steps_per_epoch: int, meta: dict, has_valid: bool):
+  """(selector or None, validation interval in steps)."""
+  tc = config.train
+  eval_every = int(tc.eval_every)
+  patience = int(tc.get('patience', 0))
+  if patience and not eval_every:
+    eval_every = steps_per_epoch  # early stopping needs validations: one an epoch
+  if not (has_valid and eval_every and tc.get('select_best', True)):
+    if patience and not has_valid:
+      raise ValueError(f'config.train.patience={patience} needs a validation split '
+                       '(config.data.splits.valid)')
+    return None, eval_every
+  return selection.Selector.from_meta(meta, tc.get('select_metric', 'mean_auc'), patience,
+                                      float(tc.get('min_delta', 0.0))), eval_every
+
+
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from pepnet_jax import report as report_lib
   old_path = os.path.join(workdir, 'config.json')
@@ -424,36 +468,47 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   steps, state = jit_steps(steps, config, device_batch(first), jax.random.key(tc.seed))
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                        max_to_keep=tc.keep_checkpoints)
-  state, start = restore_or_explain(checkpointer, state, config, workdir, old_config_text)
+  state, meta, start = restore_or_explain(checkpointer, state, config, workdir, old_config_text)
   if start:
     print(f'Resumed from checkpoint at step {start} in {workdir}', flush=True)
+  selector, eval_every = _selector(config, steps_per_epoch, meta, 'valid' in datasets)
+  best_ckpt = (ckpt_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
+               if selector else None)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   print(f'{config.model.name}: {n_params:,} parameters; {train_ds.num_rows:,} training rows, '
         f'{steps_per_epoch} steps/epoch, {total} steps, batch {config.data.batch_size}, '
         f'{len(jax.devices())} device(s) [{jax.default_backend()}]', flush=True)
+  print(configs.describe_recipe(config), flush=True)
+  if selector:
+    print(f'Model selection: validation {selector.metric} ({selector.mode}) every {eval_every} '
+          f'steps; ' + (f'early stopping after {selector.patience} evaluations without '
+                        'improvement' if selector.patience else 'no early stopping')
+          + '; the report uses the best step', flush=True)
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   writer.drop_after(start)  # lines a killed run logged after its last checkpoint
   progress = writers.Progress(total, start)
   batches = train_batches(train_ds, config, steps_per_epoch, start)
-  oov_names = cold_start.id_features(infos)
+  cold = cold_start.entity_features(data_spec)
+  kinds = {f.name: f.kind for f in infos}
   oov_rate = float(tc.get('oov_rate', 0.0))
   guard = _FiniteGuard(tc.get('nonfinite', 'stop'), data_spec.tasks, checkpointer,
                        int(tc.get('max_skipped_steps', 10)))
   stop = interrupts.StopFlag()
-  t_last, n_last = time.time(), 0
+  throughput = writers.Throughput()
   try:
     with interrupts.deferred(stop):
-      for step in range(start + 1, total + 1):
+      last = selector.stopped_at if selector and selector.stopped_at else total
+      for step in range(start + 1, last + 1):
         batch = next(batches)
-        batch['features'] = cold_start.drop_ids(batch['features'], oov_names, oov_rate,
-                                                config.data.seed, step)
+        batch['features'] = cold_start.drop_entities(batch['features'], cold, kinds, oov_rate,
+                                                     config.data.seed, step)
         state, metrics = steps.train_step(state, to_device(batch, steps.mesh))
         guard.push(step, metrics)
-        n_last += config.data.batch_size
+        throughput.add(config.data.batch_size)
         if step % tc.log_every == 0 or step == total:
           guard.check()
           loss = float(metrics['loss'])  # blocks: the throughput figure is honest
-          eps = n_last / max(time.time() - t_last, 1e-9)
+          eps = throughput.rate()
           progress.report(step, loss, eps)
           scalars = {'loss': loss, 'examples_per_sec': eps,
                      'grad_norm': float(metrics['grad_norm'])}
@@ -462,34 +517,62 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           if guard.skipped:
             scalars['skipped_steps'] = guard.skipped
           writer.write(step, 'train', scalars)
-          t_last, n_last = time.time(), 0
-        if tc.eval_every and step % tc.eval_every == 0 and step < total and 'valid' in datasets:
+        validate = 'valid' in datasets and eval_every and (
+            step % eval_every == 0 or (selector is not None and step == total))
+        if validate:
           guard.check()
           t_eval = time.time()
           res = evaluate_dataset(steps, state.params, datasets['valid'], data_spec,
                                  config.data.eval_batch_size)
+          scalars = flat_scalars(res)
+          best = selector.update(step, scalars) if selector else False
           print(f'  valid @ {step}: mean AUC {res["mean"]["auc"]:.4f}  '
-                f'GAUC {res["mean"]["gauc"]:.4f}  logloss {res["mean"]["logloss"]:.4f}',
-                flush=True)
-          writer.write(step, 'valid', flat_scalars(res))
-          t_last += time.time() - t_eval  # the throughput counts training time only
+                f'GAUC {res["mean"]["gauc"]:.4f}  logloss {res["mean"]["logloss"]:.4f}'
+                + ('  (best)' if best else ''), flush=True)
+          writer.write(step, 'valid', scalars)
+          if best:
+            best_ckpt.save(step, state, meta={'valid': _summary(res)}, force=True)
+          if selector and selector.should_stop:
+            selector.stopped_at = step
+            print(f'Early stopping at step {step}: no improvement of validation '
+                  f'{selector.metric} in {selector.patience} evaluations; best step '
+                  f'{selector.best_step} ({selector.best_value:.4f})', flush=True)
+          throughput.pause(time.time() - t_eval)
+        run_meta = {'selection': selector.to_meta()} if selector else {}
         if tc.checkpoint_every and step % tc.checkpoint_every == 0:
           guard.check()
-          checkpointer.save(step, state)
+          checkpointer.save(step, state, meta=run_meta)
+        if selector and selector.stopped_at:
+          if checkpointer.latest_step() != step:
+            checkpointer.save(step, state, meta=run_meta, force=True)
+          break
         if stop.signum:
           guard.check()
           if checkpointer.latest_step() != step:
-            checkpointer.save(step, state, force=True)
+            checkpointer.save(step, state, meta=run_meta, force=True)
           checkpointer.wait()
           raise interrupts.Interrupted(
               f'{stop.name}: stopped at step {step} of {total}; saved a checkpoint in '
               f'{checkpointer.directory}. Run the same command to resume.', stop.signum)
       guard.check()
-    if total > start and checkpointer.latest_step() != total:
-      checkpointer.save(total, state, force=True)
+    if total > start and checkpointer.latest_step() != total and not (
+        selector and selector.stopped_at):
+      checkpointer.save(total, state, meta={'selection': selector.to_meta()} if selector else {},
+                        force=True)
   finally:
     checkpointer.close()
     writer.close()
+  report_step, selected = total, None
+  if selector and selector.best_step:
+    best_ckpt.wait()
+    state, best_meta, report_step = best_ckpt.restore_latest(state)
+    selected = dict(metric=selector.metric, value=selector.best_value, step=report_step,
+                    stopped_at=selector.stopped_at or None, last_step=checkpointer.latest_step())
+    print(f'Best validation {selector.metric} {selector.best_value:.4f} at step {report_step}'
+          f'{f" (stopped early at step {selector.stopped_at})" if selector.stopped_at else ""};'
+          ' the report uses that step', flush=True)
+  if best_ckpt:
+    best_ckpt.close()
   split = tc.get('report_split', 'test')
   if split not in datasets:
     split = 'valid'
@@ -498,16 +581,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                              config.data.eval_batch_size)
   eval_secs = time.time() - t0
   results['split'] = split
-  results['step'] = int(total)
+  results['step'] = int(report_step)
+  if selected:
+    results['selected'] = selected
+    results['best_valid'] = best_meta.get('valid')
   results['inference_examples_per_sec'] = datasets[split].num_rows / max(eval_secs, 1e-9)
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
-  writer.drop_where(lambda r: r.get('step') == total and r.get('split') == split)
-  writer.write(total, split, flat_scalars(results))
+  writer.drop_where(lambda r: r.get('step') == report_step and r.get('split') == split)
+  writer.write(report_step, split, flat_scalars(results))
   writer.close()
   if jax.process_index() == 0:
-    print(f'\nEvaluation on the {split} split ({datasets[split].num_rows:,} rows) at step {total}:')
+    print(f'\nEvaluation on the {split} split ({datasets[split].num_rows:,} rows) at step '
+          f'{report_step}{" (best on validation)" if selected else ""}:')
     print(report_lib.format_table(results))
     paths = report_lib.save_report(results, workdir,
-                                   title=f'{config.model.name} - {split} split, step {total}')
+                                   title=f'{config.model.name} - {split} split, step {report_step}')
     print(f'Report: {paths["json"]} and {paths["png"]}')
   return results

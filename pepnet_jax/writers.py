@@ -75,6 +75,31 @@ class MetricWriter:
       self.tb.close()
 
 
+class Throughput:
+  """Training examples per second between reports, with pauses (validation,
+  checkpoint waits) left out of the clock: counting a pause's time but not
+  resetting its examples, or the reverse, prints a wrong rate."""
+
+  def __init__(self, clock=time.time):
+    self.clock = clock
+    self.t0 = clock()
+    self.examples = 0
+    self.paused = 0.0
+
+  def add(self, n: int):
+    self.examples += n
+
+  def pause(self, seconds: float):
+    self.paused += seconds
+
+  def rate(self) -> float:
+    """Examples/s since the last ``rate()`` call, then starts a new window."""
+    now = self.clock()
+    r = self.examples / max(now - self.t0 - self.paused, 1e-9)
+    self.t0, self.examples, self.paused = now, 0, 0.0
+    return r
+
+
 class Progress:
   """One console line per report: step, loss, examples/s, ETA."""
 

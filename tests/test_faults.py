@@ -28,7 +28,7 @@ COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
           '--config.train.checkpoint_every=40', '--config.train.log_every=10',
           '--config.model.tower=(16,)', '--config.model.ppnet_hidden=8',
           '--config.data.batch_size=64', '--config.data.eval_batch_size=4096',
-          '--config.mesh.num_devices=1']
+          '--config.mesh.num_devices=1', '--config.train.patience=0']
 ENV = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=CACHE_DIR,
            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
@@ -230,3 +230,13 @@ def test_data_errors_print_one_message_and_log_the_traceback(tmp_path):
   assert out.stderr.strip().startswith('error:'), out.stderr
   assert len(out.stderr.strip().splitlines()) <= 3
   assert 'Traceback' in (wd / 'error.log').read_text()
+
+
+def test_the_out_of_vocabulary_rows_are_trained(base):
+  """With config.train.oov_rate > 0 the OOV row of each id table gets
+  gradient (its AdaGrad sum grows past the initial 0.1), so unseen users and
+  videos score with a learned row, not the random initial one."""
+  acc = checkpoint.load_state_arrays(str(base['full']), STEPS)['emb_acc']['embed']
+  from pepnet_jax.features import OOV_ID
+  for name in ('user_id', 'video_id', 'author_id'):
+    assert acc[name][OOV_ID].max() > 0.1 + 1e-6, name

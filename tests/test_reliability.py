@@ -28,28 +28,50 @@ def test_base_config_is_valid():
   configs.validate_train(configs.base_config())
 
 
-def test_drop_ids_is_deterministic_keeps_padding_and_hits_the_rate():
-  ids = np.arange(2, 20002, dtype=np.int32)
-  multi = np.tile(np.array([[5, 6, PAD_ID]], np.int32), (5000, 1))
-  feats = {'user_id': ids, 'tag': multi, 'tab': np.full(20000, 3, np.int32)}
-  a = cold_start.drop_ids(feats, ['user_id', 'tag'], 0.05, seed=1, step=7)
-  b = cold_start.drop_ids(feats, ['user_id', 'tag'], 0.05, seed=1, step=7)
-  c = cold_start.drop_ids(feats, ['user_id', 'tag'], 0.05, seed=1, step=8)
-  np.testing.assert_array_equal(a['user_id'], b['user_id'])
+def test_drop_entities_makes_whole_users_unseen_deterministically():
+  n = 20000
+  feats = {'user_id': np.arange(2, n + 2, dtype=np.int32),
+           'onehot_feat0': np.full(n, 5, np.int32),
+           'follow_user_num': np.full(n, 1.5, np.float32),
+           'tag': np.tile(np.array([[5, 6, 7]], np.int32), (n, 1)),
+           'video_id': np.full(n, 9, np.int32), 'tab': np.full(n, 3, np.int32)}
+  kinds = {'user_id': 'categorical', 'onehot_feat0': 'categorical', 'follow_user_num': 'dense',
+           'tag': 'multi', 'video_id': 'categorical', 'tab': 'categorical'}
+  ents = {'user': ['user_id', 'onehot_feat0', 'follow_user_num'], 'video': ['video_id', 'tag']}
+  a = cold_start.drop_entities(feats, ents, kinds, 0.05, seed=1, step=7)
+  b = cold_start.drop_entities(feats, ents, kinds, 0.05, seed=1, step=7)
+  c = cold_start.drop_entities(feats, ents, kinds, 0.05, seed=1, step=8)
+  for k in feats:
+    np.testing.assert_array_equal(a[k], b[k])
   assert not np.array_equal(a['user_id'], c['user_id'])
-  share = np.mean(a['user_id'] == OOV_ID)
-  assert 0.04 < share < 0.06
-  assert np.all(a['tag'][:, 2] == PAD_ID)  # padding never becomes OOV
-  np.testing.assert_array_equal(a['tab'], feats['tab'])  # not named: untouched
-  kept = a['user_id'] != OOV_ID
-  np.testing.assert_array_equal(a['user_id'][kept], ids[kept])
+  cold_user = a['user_id'] == OOV_ID
+  assert 0.04 < cold_user.mean() < 0.06
+  # A cold user has every user-side feature missing at once, and nothing else.
+  assert np.all(a['onehot_feat0'][cold_user] == OOV_ID)
+  assert np.all(a['follow_user_num'][cold_user] == 0.0)
+  assert np.all(a['onehot_feat0'][~cold_user] == 5)
+  cold_video = a['video_id'] == OOV_ID
+  assert np.all(a['tag'][cold_video] == [OOV_ID, PAD_ID, PAD_ID])
+  assert not np.array_equal(cold_user, cold_video)  # independent draws
+  np.testing.assert_array_equal(a['tab'], feats['tab'])
+  np.testing.assert_array_equal(feats['user_id'], np.arange(2, n + 2))  # input untouched
 
 
-def test_id_features_leave_out_domain_fields():
-  infos, _ = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)
-  names = cold_start.id_features(infos)
-  assert names and all(i.shared for i in infos if i.name in names)
-  assert all(i.kind in cold_start.ID_KINDS for i in infos if i.name in names)
+def test_entity_columns_match_the_kuairand_feature_files():
+  from pepnet_jax.data import kuairand
+  cols = cold_start.ENTITY_COLUMNS['kuairand']
+  assert set(cols['user']) | set(cols['video']) == set(kuairand.FEATURE_FILE_COLUMNS)
+  assert not set(cols['user']) & set(cols['video'])
+
+
+def test_entity_features_of_the_kuairand_preset_leave_out_the_domain():
+  from pepnet_jax import features
+  spec = features.spec_from_config(configs.base_config().data)
+  ents = cold_start.entity_features(spec)
+  assert 'user_id' in ents['user'] and 'onehot_feat3' in ents['user']
+  assert {'video_id', 'author_id', 'tag'} <= set(ents['video'])
+  assert 'tab' not in ents['user'] + ents['video']
+  assert 'duration' not in ents['video']  # from the log, known for any video
 
 
 def _model_and_batch(c):
@@ -161,3 +183,18 @@ def test_deferred_signal_sets_the_flag_then_restores_the_handler():
     signal.raise_signal(signal.SIGTERM)
     assert flag.signum == signal.SIGTERM and flag.name == 'SIGTERM'
   assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_throughput_leaves_validation_time_out():
+  now = [0.0]
+  t = writers.Throughput(clock=lambda: now[0])
+  t.add(100)
+  now[0] = 1.0
+  assert t.rate() == 100.0
+  t.add(100)
+  now[0] = 2.0           # trained 1 s
+  t.pause(10.0)          # then validated for 10 s
+  now[0] = 12.0
+  t.add(100)
+  now[0] = 13.0          # trained 1 s more
+  assert t.rate() == pytest.approx(100.0)

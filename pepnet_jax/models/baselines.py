@@ -40,6 +40,7 @@ class _Base(nn.Module):
   activation: str = 'relu'
   dtype: Any = jnp.float32
   row_multiple: int = 1
+  dropout: float = 0.0  # on each tower layer's output but the logit (training only)
 
   def setup(self):
     self.embed = layers.FeatureEmbeddings(self.features, self.embed_dim,
@@ -71,7 +72,7 @@ class _Base(nn.Module):
     for i, dense in enumerate(towers):
       h = dense(h)
       if i < len(towers) - 1:
-        h = self._act(h)
+        h = layers.dropout(self, self._act(h), self.dropout)
     return h[..., 0].astype(jnp.float32)
 
 

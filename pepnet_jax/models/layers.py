@@ -59,6 +59,17 @@ class FeatureEmbeddings(nn.Module):
     return rows
 
 
+def dropout(module, x: Array, rate: float) -> Array:
+  """Inverted dropout inside a setup-style module's method: active only when
+  the caller passes a 'dropout' rng (the train step does; evaluation and
+  predict do not), so no method needs a train/eval flag."""
+  if not rate or not module.has_rng('dropout'):
+    return x
+  keep = 1.0 - rate
+  mask = jax.random.bernoulli(module.make_rng('dropout'), keep, x.shape)
+  return jnp.where(mask, x / keep, 0).astype(x.dtype)
+
+
 def symmetric_uniform(scale: float):
   """U(-scale, scale): small, zero-centred embeddings."""
   def init(key, shape, dtype=jnp.float32):

@@ -63,6 +63,7 @@ class PEPNet(nn.Module):
   activation: str = 'relu'
   dtype: Any = jnp.float32
   row_multiple: int = 1
+  dropout: float = 0.0  # on each tower layer's output but the logit (training only)
 
   def setup(self):
     if self.task_gates not in ('split', 'separate'):
@@ -134,7 +135,7 @@ class PEPNet(nn.Module):
         h = gate.astype(h.dtype) * h
       h = dense(h)  # [T, B, width]
       if l < len(self.towers) - 1:
-        h = act(h)
+        h = layers.dropout(self, act(h), self.dropout)
     h = h.astype(jnp.float32)
     if self.domain_towers:
       idx = jnp.broadcast_to(domain[None, :, None], (h.shape[0], h.shape[1], 1))

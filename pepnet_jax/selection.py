@@ -1,0 +1,76 @@
+"""Model selection on the validation days: the best step and early stopping.
+
+A fixed number of epochs either stops before the model has learned what the
+data holds or runs on into overfitting the per-user and per-video rows; which
+of the two depends on the data size and the recipe. The trainer therefore
+evaluates the validation split every ``config.train.eval_every`` steps (every
+epoch by default when selection is on), keeps the parameters of the best
+evaluation in ``<workdir>/best``, stops after ``patience`` evaluations without
+improvement, and reports the test split with the best parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+def mode_of(metric: str) -> str:
+  """'min' for losses, 'max' for AUC-like metrics."""
+  return 'min' if 'logloss' in metric or metric.startswith('loss') else 'max'
+
+
+@dataclasses.dataclass
+class Selector:
+  """Tracks the best validation value of one metric (a key of
+  ``train.flat_scalars``: mean_auc, mean_gauc, auc/is_click, mean_logloss...)."""
+  metric: str = 'mean_auc'
+  patience: int = 0          # evaluations without improvement before stopping; 0 = never stop
+  min_delta: float = 0.0     # an improvement must beat the best by more than this
+  best_value: float | None = None
+  best_step: int = 0
+  evals_since_best: int = 0
+  stopped_at: int = 0        # the step training stopped at early (0 = not stopped)
+
+  @property
+  def mode(self) -> str:
+    return mode_of(self.metric)
+
+  def update(self, step: int, scalars: dict) -> bool:
+    """Records one evaluation; True when it is the new best."""
+    if self.metric not in scalars:
+      known = ', '.join(sorted(k for k in scalars if '/domain_' not in k)[:20])
+      raise ValueError(f'config.train.select_metric={self.metric!r} is not a validation metric; '
+                       f'use one of: {known}')
+    value = scalars[self.metric]
+    if value is None or not math.isfinite(value):
+      better = False
+    elif self.best_value is None:
+      better = True
+    elif self.mode == 'max':
+      better = value > self.best_value + self.min_delta
+    else:
+      better = value < self.best_value - self.min_delta
+    if better:
+      self.best_value, self.best_step, self.evals_since_best = float(value), int(step), 0
+    else:
+      self.evals_since_best += 1
+    return better
+
+  @property
+  def should_stop(self) -> bool:
+    return bool(self.patience) and self.evals_since_best >= self.patience
+
+  def to_meta(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_meta(cls, meta: dict | None, metric: str, patience: int, min_delta: float):
+    """The selector of a resumed run (its best so far), with this config's settings."""
+    s = cls(metric=metric, patience=patience, min_delta=min_delta)
+    m = (meta or {}).get('selection')
+    if m and m.get('metric') == metric:
+      s.best_value, s.best_step = m.get('best_value'), int(m.get('best_step', 0))
+      s.evals_since_best = int(m.get('evals_since_best', 0))
+      s.stopped_at = int(m.get('stopped_at', 0))
+    return s

@@ -1,0 +1,109 @@
+"""Model selection: the best validation step, early stopping, the best checkpoint."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pepnet_jax import checkpoint, configs, selection, train
+
+CURVE = [0.60, 0.65, 0.70, 0.68, 0.69, 0.67, 0.71, 0.72]  # mean AUC per validation
+
+
+def test_selector_picks_the_best_and_stops_after_patience():
+  s = selection.Selector(metric='mean_auc', patience=3)
+  flags = [s.update(10 * (i + 1), {'mean_auc': v}) for i, v in enumerate(CURVE[:6])]
+  assert flags == [True, True, True, False, False, False]
+  assert s.best_step == 30 and s.best_value == 0.70 and s.should_stop
+
+
+def test_selector_minimises_losses_and_ignores_nan():
+  s = selection.Selector(metric='mean_logloss', patience=2)
+  for step, v in [(1, 0.5), (2, 0.4), (3, float('nan')), (4, 0.45)]:
+    s.update(step, {'mean_logloss': v})
+  assert s.mode == 'min' and s.best_step == 2 and s.should_stop
+
+
+def test_selector_min_delta_and_unknown_metric():
+  s = selection.Selector(metric='mean_auc', min_delta=0.01)
+  s.update(1, {'mean_auc': 0.70})
+  assert not s.update(2, {'mean_auc': 0.705})
+  with pytest.raises(ValueError, match='select_metric'):
+    s.update(3, {'mean_gauc': 0.7})
+
+
+def test_selector_state_survives_a_resume():
+  s = selection.Selector(metric='mean_auc', patience=3)
+  for i, v in enumerate(CURVE[:4]):
+    s.update(i + 1, {'mean_auc': v})
+  r = selection.Selector.from_meta({'selection': json.loads(json.dumps(s.to_meta()))},
+                                   'mean_auc', 3, 0.0)
+  assert (r.best_step, r.best_value, r.evals_since_best) == (3, 0.70, 1)
+  fresh = selection.Selector.from_meta({'selection': s.to_meta()}, 'mean_gauc', 3, 0.0)
+  assert fresh.best_value is None  # another metric starts over
+
+
+def tiny_config(tmp_path):
+  c = configs.base_config()
+  c.data.dir = str(tmp_path / 'data')
+  c.data.generate = dict(rows=12000, users=300, videos=200, authors=60, seed=0, random_rows=0)
+  c.data.batch_size = 64
+  c.data.eval_batch_size = 4096
+  c.model.tower = (16,)
+  c.model.ppnet_hidden = 8
+  c.optim = configs.optim_config(dense_lr=1e-3)
+  c.mesh.num_devices = 1
+  c.train.num_epochs = 50.0
+  c.train.eval_every = 5
+  c.train.patience = 3
+  c.train.checkpoint_every = 5
+  c.train.keep_checkpoints = 1   # periodic saves alone would prune the best step
+  c.train.log_every = 5
+  return c
+
+
+def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, monkeypatch):
+  """Validation AUC follows CURVE: best at the 3rd evaluation (step 15), three
+  worse ones after it stop training at step 30; the test report comes from
+  step 15's parameters, which survive keep_checkpoints=1."""
+  real_setup, real_eval = train.setup_run, train.evaluate_dataset
+  seen = {}
+
+  def setup_run(config, workdir):
+    out = real_setup(config, workdir)
+    seen['valid'] = out[0]['valid']
+    return out
+
+  calls = []
+
+  def evaluate(steps, params, dataset, spec, batch_size):
+    res = real_eval(steps, params, dataset, spec, batch_size)
+    if dataset is seen['valid']:
+      res['mean']['auc'] = CURVE[len(calls)]
+      calls.append(np.asarray(params['embed']['user_id']).copy())
+    return res
+
+  monkeypatch.setattr(train, 'setup_run', setup_run)
+  monkeypatch.setattr(train, 'evaluate_dataset', evaluate)
+  workdir = tmp_path / 'run'
+  result = train.train_and_evaluate(tiny_config(tmp_path), str(workdir))
+  assert len(calls) == 6
+  assert result['step'] == 15
+  assert result['selected'] == dict(metric='mean_auc', value=0.70, step=15, stopped_at=30,
+                                    last_step=30)
+  assert result['best_valid']['mean']['auc'] == 0.70
+  assert os.listdir(workdir / 'checkpoints') == ['30']
+  ck = checkpoint.Checkpointer(str(workdir / 'best'))
+  assert ck.all_steps() == [15]
+  ck.close()
+  best = checkpoint.load_state_arrays(str(workdir), 15, folder='best')['params']
+  np.testing.assert_array_equal(best['embed']['user_id'], calls[2])
+  assert not np.array_equal(best['embed']['user_id'], calls[5])
+  report = json.loads((workdir / 'report.json').read_text())
+  assert report['step'] == 15
+  # A rerun of the same command does not train on past the early stop.
+  calls.clear()
+  again = train.train_and_evaluate(tiny_config(tmp_path), str(workdir))
+  assert again['step'] == 15 and calls == []
+  assert os.listdir(workdir / 'checkpoints') == ['30']
