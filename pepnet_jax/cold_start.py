@@ -49,7 +49,8 @@ def entity_features(data_spec) -> dict[str, list[str]]:
   columns = ENTITY_COLUMNS.get(data_spec.format, {})
   out = {}
   for entity, cols in columns.items():
-    names = [f.name for f in data_spec.features if f.column in cols and f.shared]
+    names = [f.name for f in data_spec.features
+             if f.shared and any(c in cols for c in f.columns)]  # a cross: any part
     if names:
       out[entity] = names
   return out

@@ -47,6 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.group_column = 'user_id'     # GAUC groups
   c.data.max_rows = 0                 # cap rows per split (0 = all)
   c.data.features = []                # FeatureSpec dicts; [] = the format's preset
+  c.data.crosses = ()                 # e.g. ('tab,video_id',): cross features added to the
+                                      # list above (named tab_x_video_id)
   c.data.groups = {}                  # gate inputs; {} = the format's preset
   c.data.batch_size = 1024
   c.data.eval_batch_size = 8192

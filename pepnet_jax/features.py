@@ -5,12 +5,19 @@ feature or a new dataset is a config change. Everything format-specific that the
 (default domain column, known domain values, default feature lists) sits in ``FORMATS`` and
 the two preset helpers at the end; readers do the file-level work.
 
-Id conventions shared by every sparse kind (categorical, multi, bucket):
+Id conventions shared by every sparse kind (categorical, multi, bucket, cross):
   * 0 = padding (only ever produced for the unused slots of a ``multi`` list),
   * 1 = out-of-vocabulary: unseen in train, rarer than ``min_count``, beyond ``max_vocab``,
     or a missing value (NaN, empty, KuaiRand's -124 / ``UNKNOWN``),
   * 2.. = real ids.
 So ``FeatureInfo.vocab_size`` always counts the two reserved ids.
+
+A ``cross`` feature is one id per combination of the raw values of several columns, named in
+``column`` with commas (``dict(name='tab_x_video_id', kind='cross', column='tab,video_id')``).
+``config.data.crosses=('tab,video_id',)`` adds the same (named ``tab_x_video_id``) to whatever
+``features`` holds. A cross is fitted like a categorical (min_count, max_vocab, hash_buckets);
+a combination unseen in train, or with any part missing, is OOV. Models see it as an ordinary
+categorical: it is how a linear model learns what a pair means beyond the sum of its parts.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
-KINDS = ('categorical', 'multi', 'bucket', 'dense')
+KINDS = ('categorical', 'multi', 'bucket', 'dense', 'cross')
 TRANSFORMS = ('none', 'log1p')
 PAD_ID = 0
 OOV_ID = 1
@@ -39,7 +46,8 @@ _FEATURE_KEYS = ('name', 'column', 'kind', 'max_len', 'sep', 'num_buckets', 'has
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """One model input. ``column`` is the raw column it is computed from."""
+    """One model input. ``column`` is the raw column it is computed from (a cross: the
+    comma-separated columns it combines, see ``columns``)."""
     name: str
     column: str
     kind: str
@@ -51,6 +59,11 @@ class FeatureSpec:
     max_vocab: int = 0
     transform: str = 'none'
     shared: bool = True
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The raw columns this feature reads: the parts of a cross, else just ``column``."""
+        return tuple(self.column.split(',')) if self.kind == 'cross' else (self.column,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +91,25 @@ class DataSpec:
     @property
     def feature_columns(self) -> tuple[str, ...]:
         """Raw columns the features read, unique, in spec order."""
-        return tuple(dict.fromkeys(f.column for f in self.features))
+        return tuple(dict.fromkeys(c for f in self.features for c in f.columns))
+
+    def reader_spec(self) -> 'DataSpec':
+        """This spec as the file readers see it: each cross becomes plain categoricals on its
+        part columns, so a reader, which plans what to read from ``f.column``, fetches every
+        part (and normalises its missing values) without knowing crosses exist.
+
+        Features keep their index (a cross's first part takes its place, its other parts come
+        last under the cross's name), so a reader's error still names the feature at fault.
+        Returns ``self`` when there is no cross.
+        """
+        crosses = [f for f in self.features if f.kind == 'cross']
+        if not crosses:
+            return self
+        part = lambda f, c: FeatureSpec(name=f.name, column=c, kind='categorical',
+                                        shared=f.shared)
+        feats = [part(f, f.columns[0]) if f.kind == 'cross' else f for f in self.features]
+        feats += [part(f, c) for f in crosses for c in f.columns[1:]]
+        return dataclasses.replace(self, features=tuple(feats))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; used for the cache key and saved next to the vocab."""
@@ -138,12 +169,14 @@ def _feature_from_config(i: int, raw: Any) -> FeatureSpec:
     name = d['name']
     if not _NAME_RE.match(name):
         raise ValueError(f'{where}.name={name!r} may only use letters, digits, "_", "." and "-"')
-    d.setdefault('column', name)
-    if not isinstance(d['column'], str) or not d['column']:
-        raise ValueError(f'{where}.column must be a non-empty string, got {d["column"]!r}')
     kind = d['kind']
     if kind not in KINDS:
         raise ValueError(f'{where}.kind={kind!r} is not one of {KINDS}')
+    if kind == 'cross':
+        d['column'] = _cross_columns(f'{where}.column', d.get('column'))
+    d.setdefault('column', name)
+    if not isinstance(d['column'], str) or not d['column']:
+        raise ValueError(f'{where}.column must be a non-empty string, got {d["column"]!r}')
     for key in ('max_len', 'num_buckets', 'hash_buckets', 'min_count', 'max_vocab'):
         if key in d and not _is_int(d[key]):
             raise ValueError(f'{where}.{key}={d[key]!r} must be an int')
@@ -161,8 +194,8 @@ def _feature_from_config(i: int, raw: Any) -> FeatureSpec:
     if spec.hash_buckets < 0 or spec.min_count < 1 or spec.max_vocab < 0:
         raise ValueError(f'{where}: need hash_buckets >= 0, min_count >= 1, max_vocab >= 0; got '
                          f'{spec.hash_buckets}, {spec.min_count}, {spec.max_vocab}')
-    if spec.hash_buckets and kind not in ('categorical', 'multi'):
-        raise ValueError(f'{where}.hash_buckets only applies to categorical/multi features')
+    if spec.hash_buckets and kind not in ('categorical', 'multi', 'cross'):
+        raise ValueError(f'{where}.hash_buckets only applies to categorical/multi/cross features')
     if spec.hash_buckets and (spec.max_vocab or spec.min_count != 1):
         raise ValueError(f'{where}: hash_buckets excludes max_vocab/min_count (no vocabulary)')
     if spec.transform not in TRANSFORMS:
@@ -172,6 +205,44 @@ def _feature_from_config(i: int, raw: Any) -> FeatureSpec:
     if not isinstance(spec.shared, bool):
         raise ValueError(f'{where}.shared={spec.shared!r} must be True or False')
     return spec
+
+
+def _cross_columns(field: str, raw: Any) -> str:
+    """A cross's columns: 'a,b' or ['a', 'b'], stored as 'a,b' (the spec stays flat)."""
+    if isinstance(raw, str):
+        parts = [p.strip() for p in raw.split(',')]
+    elif isinstance(raw, (list, tuple)) and all(isinstance(p, str) for p in raw):
+        parts = [p.strip() for p in raw]
+    else:
+        raise ValueError(f'{field} must name the columns a cross combines, as '
+                         f'"tab,video_id" or ["tab", "video_id"]; got {raw!r}')
+    if len(parts) < 2 or not all(parts) or any(',' in p for p in parts):
+        raise ValueError(f'{field}={raw!r}: a cross needs two or more non-empty column '
+                         'names, e.g. "tab,video_id"')
+    if len(set(parts)) != len(parts):
+        raise ValueError(f'{field}={raw!r} names a column twice')
+    return ','.join(parts)
+
+
+def _crosses_from_config(raw: Any) -> tuple[FeatureSpec, ...]:
+    """``config.data.crosses``: column lists that become crosses named 'a_x_b', with the
+    categorical defaults, added to whatever ``features`` holds (the preset included), so a
+    cross is one command-line flag away; options need a full entry in ``features``."""
+    if not raw:
+        return ()
+    if isinstance(raw, (str, Mapping)):
+        raise ValueError(f'config.data.crosses must be a list of column lists such as '
+                         f'("tab,video_id", "tab,author_id"), got {raw!r}')
+    out = []
+    for j, c in enumerate(raw):
+        column = _cross_columns(f'config.data.crosses[{j}]', c)
+        name = '_x_'.join(column.split(','))
+        if not _NAME_RE.match(name):
+            raise ValueError(f'config.data.crosses[{j}]={c!r} gives the feature name {name!r}; '
+                             'declare it in config.data.features with a name of letters, '
+                             'digits, "_", "." and "-"')
+        out.append(FeatureSpec(name=name, column=column, kind='cross'))
+    return tuple(out)
 
 
 def spec_from_config(data_config: Any) -> DataSpec:
@@ -192,11 +263,17 @@ def spec_from_config(data_config: Any) -> DataSpec:
     elif isinstance(raw_features, (str, Mapping)):
         raise ValueError(f'config.data.features must be a list of feature dicts, got {raw_features!r}')
     features = tuple(_feature_from_config(i, f) for i, f in enumerate(raw_features))
+    n_listed = len(features)
+    features += _crosses_from_config(_get(data_config, 'crosses', None))
     seen: dict[str, int] = {}
     for i, f in enumerate(features):
         if f.name in seen:
-            raise ValueError(f'config.data.features[{i}].name={f.name!r} duplicates '
-                             f'config.data.features[{seen[f.name]}]')
+            at = lambda k: (f'config.data.features[{k}]' if k < n_listed
+                            else f'config.data.crosses[{k - n_listed}]')
+            if i < n_listed:
+                raise ValueError(f'{at(i)}.name={f.name!r} duplicates {at(seen[f.name])}')
+            raise ValueError(f'{at(i)} makes the feature {f.name!r}, which duplicates '
+                             f'{at(seen[f.name])}')
         seen[f.name] = i
 
     tasks = _get(data_config, 'tasks')

@@ -29,9 +29,10 @@ def read_input(config, workdir: str, input_path: str):
   vocab.check_spec(spec)
   data_dir = prepare.data_dir(config, workdir)
   if spec.format == 'kuairand':
-    frame, raw = kuairand.read_log_file(input_path, data_dir, spec, config.data.version)
+    frame, raw = kuairand.read_log_file(input_path, data_dir, spec.reader_spec(),
+                                        config.data.version)
   else:
-    frame = aliccp.read_file(input_path, spec)
+    frame = aliccp.read_file(input_path, spec.reader_spec())
     raw = {'row': np.arange(len(frame))}  # Ali-CCP rows carry no user/video/time keys
   columns = pipeline.encode_frame(frame, spec, vocab)
   print(unseen_summary(*unseen_ids(frame, columns, spec), len(frame)), flush=True)

@@ -70,7 +70,7 @@ def _feats(**changes_at_3):
 @pytest.mark.parametrize('over, message', [
     (dict(format='csv'), r"config.data.format='csv' is not one of \('kuairand', 'aliccp'\)"),
     (dict(features=_feats(kind='foo')), r"config.data.features\[3\].kind='foo' is not one of "
-                                        r"\('categorical', 'multi', 'bucket', 'dense'\)"),
+                                        r"\('categorical', 'multi', 'bucket', 'dense', 'cross'\)"),
     (dict(features=_feats(name='user_id')), r"config.data.features\[3\].name='user_id' duplicates "
                                             r"config.data.features\[0\]"),
     (dict(features=_feats(kind='bucket')), r"config.data.features\[3\].num_buckets=0 must be >= 2"),

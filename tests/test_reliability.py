@@ -198,3 +198,11 @@ def test_throughput_leaves_validation_time_out():
   t.add(100)
   now[0] = 13.0          # trained 1 s more
   assert t.rate() == pytest.approx(100.0)
+
+
+def test_a_cross_with_the_video_goes_cold_with_the_video():
+  from pepnet_jax import features
+  c = configs.base_config()
+  c.data.crosses = ('tab,video_id',)
+  ents = cold_start.entity_features(features.spec_from_config(c.data))
+  assert 'tab_x_video_id' in ents['video'] and 'tab_x_video_id' not in ents['user']

@@ -66,10 +66,12 @@ def encode_frame(frame: pd.DataFrame, data_spec: DataSpec, vocab: Vocab) -> dict
     sparse = np.empty((n, n_sparse), np.int32)
     dense = np.empty((n, n_dense), np.float32)
     for f in data_spec.features:
-        if f.column not in frame.columns:
-            raise DataError(f'feature {f.name!r}: column {f.column!r} is missing from the frame')
+        for c in f.columns:
+            if c not in frame.columns:
+                raise DataError(f'feature {f.name!r}: column {c!r} is missing from the frame')
         kind, j, w = layout[f.name]
-        values = vocab.encode_feature(f.name, frame[f.column])
+        raw = frame[list(f.columns)] if f.kind == 'cross' else frame[f.column]
+        values = vocab.encode_feature(f.name, raw)
         if kind == 'dense':
             dense[:, j] = values
         else:
@@ -247,14 +249,15 @@ def load_datasets(data_config: Any, workdir: str | Path
     t0 = time.time()
     spec = spec_from_config(data_config)
     reader = READERS[spec.format]
-    files = reader.input_files(data_config, spec)
+    # Readers plan their columns from f.column; reader_spec() spells crosses out as their parts.
+    files = reader.input_files(data_config, spec.reader_spec())
     cfg = _cache_config(data_config, spec)
     key = cache.cache_key(files, cfg)
     root = Path(data_config.get('cache_dir', '') or Path(workdir) / 'cache')
     hit = cache.load(root, key)
     if hit is None:
         note('data cache miss (%s): parsing %d file(s)', key, len(files))
-        frames = reader.read_splits(data_config, spec)
+        frames = reader.read_splits(data_config, spec.reader_spec())
         t1 = time.time()
         vocab = Vocab.fit(frames['train'], spec)
         columns = {}

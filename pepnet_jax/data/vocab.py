@@ -10,6 +10,11 @@ Everything is vectorised over the *distinct* values of a column: ``pd.factorize`
 rows to U uniques, the uniques are looked up in sorted keys with ``np.searchsorted`` (an
 exact-match check afterwards, so an unseen key never aliases its neighbour), and the ids are
 scattered back with one take. Million-row columns encode in well under a second.
+
+A cross (several columns, one id per combination of their values) keys each row by its parts'
+positions in per-part dictionaries (the sorted keys of each part's train values), combined
+mixed-radix into one int64: exact, ordered like the tuple of part keys, and then selected and
+looked up exactly as a categorical's keys are, so it stays vectorised at millions of rows.
 """
 
 from __future__ import annotations
@@ -96,21 +101,31 @@ def _coerce_keys(u: np.ndarray, key_type: str) -> tuple[np.ndarray, np.ndarray]:
     return _str_keys(u)
 
 
-def _lookup(vkeys: np.ndarray, keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Exact-match lookup in sorted vkeys: ids 2.. when found, OOV otherwise."""
-    out = np.full(len(keys), OOV_ID, dtype=np.int32)
+def _find(vkeys: np.ndarray, keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Exact-match positions of keys in sorted vkeys (int64), -1 when absent or invalid."""
+    out = np.full(len(keys), -1, dtype=np.int64)
     if len(vkeys) == 0 or len(keys) == 0:
         return out
     idx = np.searchsorted(vkeys, keys)
     safe = np.minimum(idx, len(vkeys) - 1)
     found = valid & (idx < len(vkeys)) & (vkeys[safe] == keys)
-    out[found] = (idx[found] + FIRST_ID).astype(np.int32)
+    out[found] = idx[found]
     return out
 
 
-def _hash(keys: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+def _lookup(vkeys: np.ndarray, keys: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Exact-match lookup in sorted vkeys: ids 2.. when found, OOV otherwise."""
+    pos = _find(vkeys, keys, valid)
+    return np.where(pos >= 0, pos + FIRST_ID, OOV_ID).astype(np.int32)
+
+
+def _hash64(keys: np.ndarray) -> np.ndarray:
     arr = keys.astype(object) if keys.dtype.kind == 'U' else keys
-    h = pd.util.hash_array(arr, categorize=False) if len(arr) else np.zeros(0, np.uint64)
+    return pd.util.hash_array(arr, categorize=False) if len(arr) else np.zeros(0, np.uint64)
+
+
+def _hash(keys: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+    h = _hash64(keys)
     return np.where(valid, (h % np.uint64(n)).astype(np.int64) + FIRST_ID, OOV_ID).astype(np.int32)
 
 
@@ -119,12 +134,16 @@ def _select(keys: np.ndarray, counts: np.ndarray, min_count: int, max_vocab: int
     if len(keys) == 0:
         return keys
     agg = pd.Series(counts).groupby(keys, sort=True).sum()
-    kept = agg[agg >= min_count]
-    if max_vocab and len(kept) > max_vocab:
-        order = np.lexsort((np.arange(len(kept)), -kept.to_numpy()))[:max_vocab]
-        kept = kept.iloc[np.sort(order)]
-    out = kept.index.to_numpy()
+    out = _keep(agg.index.to_numpy(), agg.to_numpy(), min_count, max_vocab)
     return out.astype(str) if out.dtype == object else out.astype(np.int64)
+
+
+def _keep(keys: np.ndarray, counts: np.ndarray, min_count: int, max_vocab: int) -> np.ndarray:
+    """_select over distinct sorted keys."""
+    keys, counts = keys[counts >= min_count], counts[counts >= min_count]
+    if max_vocab and len(keys) > max_vocab:
+        keys = keys[np.sort(np.lexsort((np.arange(len(keys)), -counts))[:max_vocab])]
+    return keys
 
 
 def _split_tokens(u: np.ndarray, sep: str) -> list[list[str]]:
@@ -150,15 +169,20 @@ class Vocab:
             raise DataError('cannot fit vocabularies: the training split has no rows')
         entries = {}
         for f in spec.features:
-            if f.column not in frame.columns:
-                raise DataError(f'feature {f.name!r}: column {f.column!r} is not in the training '
-                                f'frame (columns: {list(frame.columns)})')
-            entries[f.name] = _fit_feature(f, frame[f.column])
+            for c in f.columns:
+                if c not in frame.columns:
+                    raise DataError(f'feature {f.name!r}: column {c!r} is not in the training '
+                                    f'frame (columns: {list(frame.columns)})')
+            entries[f.name] = (_fit_cross(f, frame) if f.kind == 'cross'
+                               else _fit_feature(f, frame[f.column]))
         return cls(spec, entries)
 
     # -- encoding
     def encode_feature(self, name: str, values: Any) -> np.ndarray:
-        """int32 [N] / int32 [N, max_len] / float32 [N]; never raises on unseen values."""
+        """int32 [N] / int32 [N, max_len] / float32 [N]; never raises on unseen values.
+
+        ``values`` is the feature's column; for a cross, a frame holding its part columns.
+        """
         f = self.spec.feature(name)
         return _encode_feature(f, self.entries[name], values)
 
@@ -173,7 +197,9 @@ class Vocab:
         return FIRST_ID + len(e['keys'])
 
     def feature_infos(self) -> tuple[FeatureInfo, ...]:
-        return tuple(FeatureInfo(name=f.name, kind=f.kind, vocab_size=self.vocab_size(f.name),
+        """Per feature what a model needs; a cross is a plain categorical to the model."""
+        kind = lambda f: 'categorical' if f.kind == 'cross' else f.kind
+        return tuple(FeatureInfo(name=f.name, kind=kind(f), vocab_size=self.vocab_size(f.name),
                                  max_len=f.max_len, shared=f.shared) for f in self.spec.features)
 
     def check_spec(self, spec: DataSpec) -> None:
@@ -188,14 +214,19 @@ class Vocab:
 
     # -- persistence
     def save(self, directory: str | os.PathLike) -> Path:
-        """vocab.json (spec + metadata, readable) and vocab_keys.npz (key arrays); atomic."""
+        """vocab.json (spec + metadata, readable) and vocab_keys.npz (key arrays); atomic.
+
+        A cross's part dictionaries are stored as '<name>:<part>' (':' is never in a name).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta, arrays = {}, {}
         for name, e in self.entries.items():
-            meta[name] = {k: v for k, v in e.items() if k != 'keys'}
+            meta[name] = {k: v for k, v in e.items() if k not in ('keys', 'part_keys')}
             if 'keys' in e:
                 arrays[name] = e['keys']
+            for i, part in enumerate(e.get('part_keys', ())):
+                arrays[f'{name}:{i}'] = part
         doc = dict(format_version=FORMAT_VERSION, spec=self.spec.to_dict(), features=meta)
         tmp_json = directory / f'.{VOCAB_JSON}.{os.getpid()}.tmp'
         tmp_npz = directory / f'.{VOCAB_KEYS}.{os.getpid()}.tmp.npz'
@@ -219,7 +250,14 @@ class Vocab:
         entries = {name: dict(m) for name, m in doc['features'].items()}
         with np.load(directory / VOCAB_KEYS, allow_pickle=False) as z:
             for name in z.files:
-                entries[name]['keys'] = z[name]
+                if ':' in name:
+                    base, i = name.rsplit(':', 1)
+                    entries[base].setdefault('part_keys', {})[int(i)] = z[name]
+                else:
+                    entries[name]['keys'] = z[name]
+        for e in entries.values():
+            if 'part_keys' in e:
+                e['part_keys'] = [e['part_keys'][i] for i in range(len(e['part_keys']))]
         return cls(spec, entries)
 
 
@@ -269,6 +307,8 @@ def _ids_for_uniques(e: dict[str, Any], keys: np.ndarray, valid: np.ndarray) -> 
 
 
 def _encode_feature(f: FeatureSpec, e: dict[str, Any], col: Any) -> np.ndarray:
+    if f.kind == 'cross':
+        return _encode_cross(f, e, col)
     if f.kind == 'dense':
         v = (_dense_values(f, col) - e['mean']) / e['std']
         return np.where(np.isfinite(v), v, 0.0).astype(np.float32)
@@ -294,3 +334,97 @@ def _encode_feature(f: FeatureSpec, e: dict[str, Any], col: Any) -> np.ndarray:
     table[np.flatnonzero(lens == 0), 0] = OOV_ID  # empty list -> one OOV, so mean pooling never sees 0 ids
     table[-1, 0] = OOV_ID
     return table[codes]
+
+
+# ---------------------------------------------------------------------------- crosses
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: h * _MIX + part keeps the order of the parts
+
+
+def _strides(f: FeatureSpec, sizes: list[int]) -> list[int]:
+    """Mixed-radix strides over the part dictionaries, the first part most significant."""
+    strides, total = [], 1
+    for n in reversed(sizes):
+        strides.append(total)
+        total *= max(n, 1)
+    if total > 2 ** 63 - 1:
+        raise DataError(f'feature {f.name!r}: the cross of {list(f.columns)} has too many '
+                        f'value combinations ({" x ".join(map(str, sizes))}) for exact int64 '
+                        'keys; set hash_buckets in its config.data.features entry')
+    return strides[::-1]
+
+
+def _part_ranks(col: Any, key_type: str, part_keys: np.ndarray) -> np.ndarray:
+    """Per row: the value's position in the part dictionary, -1 if missing or not in it."""
+    codes, uniq = _factorize(col)
+    keys, valid = _coerce_keys(uniq, key_type)
+    return np.append(_find(part_keys, keys, valid), -1)[codes]
+
+
+def _combine(ranks: list[np.ndarray], strides: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 key, ok) per row; ok is False when any part has no position."""
+    key = np.zeros(len(ranks[0]), np.int64)
+    ok = np.ones(len(ranks[0]), bool)
+    for r, s in zip(ranks, strides):
+        ok &= r >= 0
+        key += np.maximum(r, 0) * np.int64(s)
+    return key, ok
+
+
+def _dictionary(keys: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct valid keys, and each key's position in them (-1 if invalid).
+
+    One argsort; np.unique's hash path is several times slower on a million int64 keys.
+    """
+    idx = np.flatnonzero(valid)
+    order = idx[np.argsort(keys[idx], kind='stable')]
+    k = keys[order]
+    new = np.ones(len(k), bool)
+    new[1:] = k[1:] != k[:-1]
+    pos = np.full(len(keys), -1, np.int64)
+    pos[order] = np.cumsum(new) - 1
+    return k[new], pos
+
+
+def _fit_cross(f: FeatureSpec, frame: pd.DataFrame) -> dict[str, Any]:
+    key_types, dicts, ranks = [], [], []
+    for c in f.columns:
+        codes, uniq = _factorize(frame[c])
+        key_type, keys, valid = _fit_keys(uniq)
+        key_types.append(key_type)
+        if not f.hash_buckets:
+            d, pos = _dictionary(keys, valid)
+            dicts.append(d)
+            ranks.append(np.append(pos, -1)[codes])
+    if f.hash_buckets:  # nothing to fit but how each part is keyed
+        return dict(key_types=key_types, hash_buckets=f.hash_buckets)
+    strides = _strides(f, [len(d) for d in dicts])
+    key, ok = _combine(ranks, strides)
+    seen, pos = _dictionary(key, ok)
+    kept = _keep(seen, np.bincount(pos[ok], minlength=len(seen)), f.min_count, f.max_vocab)
+    # Keep only the part values some kept combination uses, and re-key over those.
+    parts = [(kept // np.int64(s)) % max(len(d), 1) for s, d in zip(strides, dicts)]
+    used = [_dictionary(p, np.ones(len(p), bool))[0] for p in parts]
+    strides = _strides(f, [len(u) for u in used])
+    keys, _ = _combine([np.searchsorted(u, p) for u, p in zip(used, parts)], strides)
+    return dict(key_types=key_types, hash_buckets=0, keys=keys,
+                part_keys=[d[u] for d, u in zip(dicts, used)])
+
+
+def _encode_cross(f: FeatureSpec, e: dict[str, Any], frame: Any) -> np.ndarray:
+    if e['hash_buckets']:
+        h, ok = None, None
+        for c, key_type in zip(f.columns, e['key_types']):
+            codes, uniq = _factorize(frame[c])
+            keys, valid = _coerce_keys(uniq, key_type)
+            part_ok = np.append(valid, False)[codes]
+            part_h = np.append(_hash64(keys), np.uint64(0))[codes]
+            h = part_h if h is None else h * _MIX + part_h
+            ok = part_ok if ok is None else ok & part_ok
+        h = pd.util.hash_array(h, categorize=False)
+        ids = (h % np.uint64(e['hash_buckets'])).astype(np.int64) + FIRST_ID
+        return np.where(ok, ids, OOV_ID).astype(np.int32)
+    ranks = [_part_ranks(frame[c], t, d)
+             for c, t, d in zip(f.columns, e['key_types'], e['part_keys'])]
+    key, ok = _combine(ranks, _strides(f, [len(d) for d in e['part_keys']]))
+    return _lookup(e['keys'], key, ok)

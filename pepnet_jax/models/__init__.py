@@ -41,7 +41,9 @@ def build_model(model_config, feature_infos, data_spec):
   common = dict(features=tuple(feature_infos), num_tasks=len(data_spec.tasks),
                 num_domains=len(data_spec.domains), embed_dim=model_config.embed_dim,
                 dtype=layers.dtype_from_name(model_config.get('dtype', 'float32')),
-                row_multiple=model_config.get('table_row_multiple', 1))
+                row_multiple=model_config.get('table_row_multiple', 1),
+                dropout=float(model_config.get('dropout', 0.0)))
   return MODELS[name](model_config, feature_infos, data_spec, common)
 
 from pepnet_jax.models import baselines  # noqa: E402,F401  (registers the baselines)
+from pepnet_jax.models import linear  # noqa: E402,F401  (registers 'lr')
