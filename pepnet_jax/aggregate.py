@@ -24,6 +24,10 @@ SWEEP_DIR):
                          GAUC vs that field with ±std bands (one line per
                          combination of any other varying fields).
 
+A search's directory (``sweep --search``) also has ``search.json``: then
+results.csv gets ``search_<metric>`` (the trial's validation value, mean and
+std over seeds) and results.md a "Search" table of the trials, best first.
+
 The std is the sample standard deviation (ddof=1) over seeds, the usual
 estimate of run-to-run spread; with one seed it is empty. Missing metrics
 (null in report.json, e.g. a task without positives) are left out of both.
@@ -43,12 +47,12 @@ from typing import Sequence
 import numpy as np
 
 from pepnet_jax import configs
-from pepnet_jax import sweep as sweep_lib
+from pepnet_jax.sweeps import common
 
 __all__ = ['Run', 'Row', 'load_runs', 'run_metrics', 'summarize', 'write_csv', 'write_markdown',
            'plot_all', 'aggregate', 'main']
 
-SEED_FIELDS = sweep_lib.SEED_FIELDS
+SEED_FIELDS = common.SEED_FIELDS
 _SEED_SUFFIX = re.compile(r'(^|,)seed=(-?\d+)$')
 
 
@@ -73,13 +77,6 @@ class Row:
 
 # ------------------------------------------------------------------ loading
 
-def _num(v) -> float:
-  try:
-    return math.nan if v is None else float(v)
-  except (TypeError, ValueError):
-    return math.nan
-
-
 def _hashable(v):
   if isinstance(v, list):
     return tuple(_hashable(x) for x in v)
@@ -92,24 +89,15 @@ def _flatten(d: dict) -> dict:
   return {k: _hashable(v) for k, v in configs.flat_fields(d).items()}
 
 
-def _read_json(path):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
 def load_runs(sweep_dir: str) -> list[Run]:
   """Every finished run under ``sweep_dir``, in sweep order when sweep.json exists."""
   names = sorted(d for d in os.listdir(sweep_dir)
-                 if os.path.isfile(os.path.join(sweep_dir, d, sweep_lib.REPORT)))
-  meta = _read_json(os.path.join(sweep_dir, sweep_lib.SWEEP_JSON)) or {}
-  declared = {p['name']: p for p in meta.get('points', []) if isinstance(p, dict) and 'name' in p}
+                 if os.path.isfile(os.path.join(sweep_dir, d, common.REPORT)))
+  declared = common.status_points(sweep_dir)
   if declared:  # sweep order; runs outside the declaration are stale, leave them out
     order = {n: i for i, n in enumerate(declared)}
     names = sorted((n for n in names if n in declared), key=order.get)
-  cfgs = {n: _read_json(os.path.join(sweep_dir, n, 'config.json')) for n in names}
+  cfgs = {n: common.read_json(os.path.join(sweep_dir, n, 'config.json')) for n in names}
   flat = {n: _flatten(c) for n, c in cfgs.items() if isinstance(c, dict)}
   varying = []
   if len(flat) == len(names) and names:
@@ -118,7 +106,7 @@ def load_runs(sweep_dir: str) -> list[Run]:
                and k not in SEED_FIELDS]
   runs = []
   for n in names:
-    report = _read_json(os.path.join(sweep_dir, n, sweep_lib.REPORT))
+    report = common.read_json(os.path.join(sweep_dir, n, common.REPORT))
     if not isinstance(report, dict):
       continue
     cfg = flat.get(n, {})
@@ -130,7 +118,7 @@ def load_runs(sweep_dir: str) -> list[Run]:
     elif varying:
       over = {k: cfg.get(k) for k in varying}
       seed = cfg.get('train.seed')
-      config_name = sweep_lib.point_name(over) if over else 'base'
+      config_name = common.point_name(over) if over else 'base'
     else:
       m = _SEED_SUFFIX.search(n)
       seed = int(m.group(2)) if m else cfg.get('train.seed')
@@ -142,16 +130,7 @@ def load_runs(sweep_dir: str) -> list[Run]:
 
 def run_metrics(report: dict) -> dict[str, float]:
   """Flat metrics of one report.json: mean_*, auc/<task>, gauc/<task>/domain_<d>, ..."""
-  out = {f'mean_{m}': _num((report.get('mean') or {}).get(m)) for m in ('auc', 'gauc', 'logloss')}
-  overall = report.get('overall') or {}
-  domains = report.get('domains') or {}
-  tasks = list(dict.fromkeys([*overall, *(t for d in domains.values() for t in (d or {}))]))
-  for m in ('auc', 'gauc'):
-    for t in tasks:
-      out[f'{m}/{t}'] = _num((overall.get(t) or {}).get(m))
-      for d, per_task in domains.items():
-        out[f'{m}/{t}/domain_{d}'] = _num(((per_task or {}).get(t) or {}).get(m))
-  return out
+  return common.report_metrics(report)
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float, int]:
@@ -180,6 +159,50 @@ def summarize(runs: Sequence[Run]) -> list[Row]:
   return rows
 
 
+def add_search(rows: Sequence[Row], search: dict) -> str | None:
+  """Puts each trial's search value (mean, std over its seeds) into its row
+  as ``search_<metric>``; returns that column's name (None: not a search)."""
+  trials = search.get('trials') if isinstance(search, dict) else None
+  if not isinstance(trials, list):
+    return None
+  col = f'search_{search.get("metric") or "value"}'
+  by_name = {t.get('name'): t for t in trials if isinstance(t, dict)}
+  for r in rows:
+    t = by_name.get(r.config_name)
+    if t is not None:
+      values = [common.num(v) for v in (t.get('values') or [])] or [common.num(t.get('value'))]
+      r.stats[col] = _stats(values)
+  return col
+
+
+def _search_section(search: dict) -> list[str]:
+  """The trials, best first, with their parameters and validation values."""
+  metric, direction = search.get('metric'), search.get('direction', 'maximize')
+  trials = [t for t in search.get('trials') or [] if isinstance(t, dict)]
+  fields = list(dict.fromkeys(f for t in trials for f in (t.get('params') or {})))
+  def key(t):
+    v = common.num(t.get('value'))
+    return (not math.isfinite(v), -v if direction == 'maximize' else v, t.get('number', 0))
+  best = (search.get('best') or {}).get('name')
+  lines = ['', f'## Search: validation {metric} ({direction})', '',
+           f'{len(trials)} trials, {search.get("sampler")} sampler'
+           + (f', best {best} in bold' if best else '')
+           + '. Values are each trial\'s validation result (mean over its seeds); the tables '
+           'above are the report split.', '',
+           '| trial | value | status | ' + ' | '.join(fields) + ' |',
+           '|---|---:|---|' + '---|' * len(fields)]
+  for t in sorted(trials, key=key):
+    v = common.num(t.get('value'))
+    cell = f'{v:.4f}' if math.isfinite(v) else '-'
+    name = t.get('name', '?')
+    if name == best:
+      cell, name = f'**{cell}**', f'**{name}**'
+    params = t.get('params') or {}
+    lines.append(f'| {name} | {cell} | {t.get("status", "?")} | '
+                 + ' | '.join(_field_str(params.get(f)) or '-' for f in fields) + ' |')
+  return lines
+
+
 def _columns(rows: Sequence[Row]) -> list[str]:
   return list(dict.fromkeys(c for r in rows for c in r.stats))
 
@@ -196,7 +219,7 @@ def _csv_num(x: float) -> str:
 
 
 def _field_str(v) -> str:
-  return '' if v is None else sweep_lib.cli_value(v)
+  return '' if v is None else common.cli_value(v)
 
 
 def write_csv(rows: Sequence[Row], path: str):
@@ -252,7 +275,8 @@ def _tasks_domains(rows: Sequence[Row]) -> tuple[list[str], list[str]]:
   return list(dict.fromkeys(tasks)), list(dict.fromkeys(domains))
 
 
-def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results'):
+def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
+                   search: dict | None = None):
   tasks, domains = _tasks_domains(rows)
   n_runs = sum(len(r.runs) for r in rows)
   splits = {str(run.report.get('split')) for r in rows for run in r.runs if run.report.get('split')}
@@ -271,6 +295,8 @@ def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results')
     for m, label in (('gauc', 'GAUC'), ('auc', 'AUC')):
       lines += ['', f'## {label} per task, domain {d}', '',
                 *_md_table(rows, [(f'{m}/{t}/domain_{d}', t) for t in tasks])]
+  if isinstance(search, dict) and isinstance(search.get('trials'), list):
+    lines += _search_section(search)
   field_rows = _varying(rows)
   if field_rows:
     lines += ['', '## Configurations', '',
@@ -428,7 +454,7 @@ def plot_all(rows: Sequence[Row], out: str) -> dict[str, str]:
   plot_per_task(rows, paths['per_task'])
   field = curve_field(rows)
   if field is not None:
-    paths['curve'] = os.path.join(out, f'curve_{sweep_lib._safe(field)}.png')
+    paths['curve'] = os.path.join(out, f'curve_{common.safe(field)}.png')
     plot_curve(rows, field, paths['curve'])
   return paths
 
@@ -439,12 +465,14 @@ def aggregate(sweep_dir: str, out: str | None = None, plots: bool = True) -> dic
   if not runs:
     raise FileNotFoundError(f'no finished runs (*/report.json) under {sweep_dir}')
   rows = summarize(runs)
+  search = common.read_json(os.path.join(sweep_dir, common.SEARCH_JSON))
+  add_search(rows, search)
   out = out or sweep_dir
   os.makedirs(out, exist_ok=True)
   paths = {'csv': os.path.join(out, 'results.csv'), 'md': os.path.join(out, 'results.md')}
   write_csv(rows, paths['csv'])
   title = f'Sweep results: {os.path.basename(os.path.abspath(sweep_dir))}'
-  write_markdown(rows, paths['md'], title=title)
+  write_markdown(rows, paths['md'], title=title, search=search)
   if plots:
     paths.update(plot_all(rows, out))
   return paths

@@ -148,3 +148,36 @@ def test_empty_sweep_dir_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no finished runs'):
     agg.aggregate(str(tmp_path))
   assert agg.main([str(tmp_path)]) == 1
+
+
+def test_search_trials_get_their_validation_values(tmp_path):
+  """A search directory: the table gains search_<metric> (mean and std over
+  the trial's seeds, from search.json) and results.md a Search section."""
+  values = {'trial=000': [0.70, 0.74], 'trial=001': [0.80, 0.81]}
+  points = []
+  for name, vals in values.items():
+    for seed, v in enumerate(vals):
+      p = sw.Point(f'{name},seed={seed}', name, {'optim.dense.lr': 1e-3 if name[-1] == '0' else 1e-4,
+                                                 'train.seed': seed}, seed)
+      points.append(p)
+      (tmp_path / p.name).mkdir()
+      (tmp_path / p.name / 'report.json').write_text(json.dumps(report(0.6, seed)))
+  (tmp_path / 'sweep.json').write_text(json.dumps({'points': [
+      dict(name=p.name, config_name=p.config_name, overrides=p.overrides, seed=p.seed)
+      for p in points]}))
+  trials = [dict(number=i, name=n, params={'optim.dense.lr': 1e-3 if i == 0 else 1e-4},
+                 status='done', value=sum(v) / 2, values=v) for i, (n, v) in enumerate(values.items())]
+  trials.append(dict(number=2, name='trial=002', params={'optim.dense.lr': 1e-2},
+                     status='failed', value=None, values=[]))
+  (tmp_path / 'search.json').write_text(json.dumps(dict(
+      sampler='random', metric='mean_auc', direction='maximize', trials=trials, best=trials[1])))
+  paths = agg.aggregate(str(tmp_path), plots=False)
+  rows = read_csv(paths['csv'])
+  assert [r['config'] for r in rows] == ['trial=000', 'trial=001']
+  assert float(rows[0]['search_mean_auc']) == pytest.approx(0.72)
+  assert float(rows[0]['search_mean_auc_std']) == pytest.approx(np.std([0.70, 0.74], ddof=1))
+  assert float(rows[0]['mean_auc']) == pytest.approx(0.6)  # the report split, unchanged
+  md = open(paths['md']).read()
+  section = md[md.index('## Search: validation mean_auc (maximize)'):]
+  assert section.index('**trial=001**') < section.index('trial=000') < section.index('trial=002')
+  assert '| trial=002 | - | failed | 0.01 |' in section

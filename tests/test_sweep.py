@@ -313,3 +313,60 @@ def test_runs_of_another_configuration_are_refused_not_skipped(tmp_path, experim
   err = capsys.readouterr().err
   assert points[0].name in err and 'train.num_steps (was 3, now 100)' in err
   assert fake.calls == []
+
+
+# ------------------------------------------------------- compilation cache
+
+def test_points_share_a_jax_compilation_cache(tmp_path):
+  env = sw.point_env(str(tmp_path), environ={'PATH': '/bin'})
+  assert env['JAX_COMPILATION_CACHE_DIR'] == str(tmp_path / '.jax_cache')
+  assert env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] == '0'
+  assert env['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] == '0'
+  assert env['PATH'] == '/bin' and 'XLA_PYTHON_CLIENT_MEM_FRACTION' not in env
+  mine = sw.point_env(str(tmp_path), 2, environ={'JAX_COMPILATION_CACHE_DIR': '/mine'})
+  assert mine['JAX_COMPILATION_CACHE_DIR'] == '/mine'  # the user's setting wins
+  assert mine['XLA_PYTHON_CLIENT_MEM_FRACTION'] == '0.450'
+  assert sw.point_env(str(tmp_path), compile_cache=False, environ={}) is None
+  # the subprocess sees them
+  log = tmp_path / 'log.txt'
+  sw.default_runner([sys.executable, '-c', 'import os; print(os.environ["JAX_COMPILATION_CACHE_DIR"])'],
+                    None, str(log), env=env)
+  assert str(tmp_path / '.jax_cache') in log.read_text()
+  # and they are the names this jax reads its options from
+  jax = pytest.importorskip('jax')
+  for name in ('JAX_COMPILATION_CACHE_DIR', 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
+               'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'):
+    assert name.lower() in jax.config.values, name
+
+
+def test_sweep_modules_import_each_other_without_a_cycle():
+  """aggregate and sweep once imported each other; the shared parts now live
+  in pepnet_jax.sweeps.common, which imports neither."""
+  import ast
+  import pathlib
+  root = pathlib.Path(sw.__file__).parent
+  files = {'pepnet_jax.sweep': root / 'sweep.py', 'pepnet_jax.aggregate': root / 'aggregate.py',
+           **{f'pepnet_jax.sweeps.{p.stem}': p for p in (root / 'sweeps').glob('*.py')
+              if p.stem != '__init__'}}
+  graph = {}
+  for mod, path in files.items():
+    deps = set()
+    for node in ast.walk(ast.parse(path.read_text())):  # function-level imports count too
+      if isinstance(node, ast.ImportFrom) and node.module:
+        names = [node.module] + [f'{node.module}.{a.name}' for a in node.names]
+      elif isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+      else:
+        continue
+      for n in names:
+        deps |= {m for m in files if n == m}
+    graph[mod] = deps - {mod}
+  assert 'pepnet_jax.sweep' not in graph['pepnet_jax.aggregate']
+  assert graph['pepnet_jax.sweeps.common'] == set()
+
+  def visit(mod, path):
+    assert mod not in path, f'import cycle: {" -> ".join(path + [mod])}'
+    for dep in graph[mod]:
+      visit(dep, path + [mod])
+  for mod in graph:
+    visit(mod, [])

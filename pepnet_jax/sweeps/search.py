@@ -1,0 +1,678 @@
+"""Search: trials drawn from a space instead of a grid, each trial an
+ordinary point (or one point per seed) run by ``pepnet_jax.sweeps.run``.
+
+Two samplers. ``random`` is built in and seeded: trial i's values depend on
+the sampler seed and i only, and the list is kept in SWEEP_DIR/search.json,
+so a rerun gets the same trials and a larger ``--trials`` extends the list.
+``tpe`` is Optuna's TPE (an optional dependency, imported only here) with the
+study in an RDB storage, SQLite in SWEEP_DIR/study.db by default; another
+``--storage`` URL lets several processes or machines share one study.
+Either way a rerun reads finished trials back instead of running them again,
+and reruns failed or interrupted ones (they resume from their checkpoints).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import json
+import math
+import os
+import random
+import re
+import shlex
+import socket
+import statistics
+import time
+import warnings
+from typing import Any, Mapping, Sequence
+
+from pepnet_jax.sweeps import common
+from pepnet_jax.sweeps.common import METRICS, REPORT, SEARCH_JSON, SEED_FIELDS, cli_args
+from pepnet_jax.sweeps.expand import (check_field, check_seeds, load_declaration,
+                                      split_config_arg, validate, with_seed)
+from pepnet_jax.sweeps.run import (PointRunner, Runner, Status, aggregate_results, check_extra,
+                                   check_points, command, fmt_secs, make_runner, parse_extra)
+
+KINDS = ('float', 'log', 'int', 'choice')
+SEARCH_KEYS = ('space', 'trials', 'metric', 'direction', 'seeds', 'sampler', 'sampler_seed')
+SAMPLERS = ('random', 'tpe')
+STUDY_DB = 'study.db'
+INSTALL_HINT = 'pip install "pepnet-jax[search]"'
+
+
+# ------------------------------------------------------------ declaration
+
+@dataclasses.dataclass(frozen=True)
+class Dim:
+  """One searched field: ('float'|'log'|'int', low, high) or ('choice', [...])."""
+  field: str
+  kind: str
+  low: Any = None
+  high: Any = None
+  choices: tuple = ()
+
+  def spec(self) -> list:
+    if self.kind == 'choice':
+      return ['choice', common.jsonable(list(self.choices))]
+    return [self.kind, self.low, self.high]
+
+  def sample(self, rng: random.Random):
+    if self.kind == 'float':
+      return rng.uniform(self.low, self.high)
+    if self.kind == 'log':
+      return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+    if self.kind == 'int':
+      return rng.randint(self.low, self.high)
+    return self.choices[rng.randrange(len(self.choices))]
+
+  def probe(self, i: int):
+    """A value for checking the field parses: ends of ranges, every choice."""
+    if self.kind == 'choice':
+      return self.choices[i % len(self.choices)]
+    return self.low if i % 2 == 0 else self.high
+
+  def labels(self) -> list:
+    """Choices as Optuna stores them: None/bool/int/float/str as they are,
+    others (tuples such as towers) as their JSON text."""
+    return [c if c is None or isinstance(c, (bool, int, float, str))
+            else json.dumps(common.jsonable(c)) for c in self.choices]
+
+  def decode(self, stored):
+    """The value of a stored parameter (an Optuna label or a search.json value)."""
+    if self.kind != 'choice':
+      return stored
+    for c, lab in zip(self.choices, self.labels()):
+      if stored == lab or common.jsonable(c) == stored:
+        return c
+    raise ValueError(f'search: {self.field}={stored!r} is not one of the choices {self.spec()[1]}')
+
+
+def _dim(field: str, spec) -> Dim:
+  check_field(field, 'space')
+  if field in SEED_FIELDS:
+    raise ValueError(f'search space: {field!r} is set by seeds; list seeds under "seeds"')
+  if not isinstance(spec, (tuple, list)) or not spec or spec[0] not in KINDS:
+    raise ValueError(f'search space[{field!r}] must be (kind, ...) with kind one of {KINDS}, '
+                     f'e.g. ("log", 1e-5, 1e-2) or ("choice", [a, b]); got {spec!r}')
+  kind = spec[0]
+  if kind == 'choice':
+    if len(spec) != 2 or isinstance(spec[1], (str, bytes)) or not isinstance(spec[1], Sequence) \
+        or not spec[1]:
+      raise ValueError(f'search space[{field!r}] must be ("choice", [v1, v2, ...]), got {spec!r}')
+    dim = Dim(field, kind, choices=tuple(spec[1]))
+    if len(set(map(repr, dim.labels()))) != len(dim.choices):
+      raise ValueError(f'search space[{field!r}]: the choices must be distinct')
+    return dim
+  if len(spec) != 3:
+    raise ValueError(f'search space[{field!r}] must be ({kind!r}, low, high), got {spec!r}')
+  low, high = spec[1], spec[2]
+  numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (low, high))
+  if not numeric or not low < high:
+    raise ValueError(f'search space[{field!r}]: need numbers low < high, got {spec!r}')
+  if kind == 'int' and not all(isinstance(x, int) for x in (low, high)):
+    raise ValueError(f'search space[{field!r}]: "int" bounds must be integers, got {spec!r}')
+  if kind == 'log' and low <= 0:
+    raise ValueError(f'search space[{field!r}]: "log" needs low > 0, got {spec!r}')
+  if kind in ('float', 'log'):
+    low, high = float(low), float(high)
+  return Dim(field, kind, low, high)
+
+
+@dataclasses.dataclass
+class Search:
+  """A parsed ``get_search()`` declaration."""
+  dims: list
+  trials: int = 20
+  metric: str = 'mean_auc'
+  direction: str = 'maximize'
+  seeds: list = dataclasses.field(default_factory=lambda: [None])
+  sampler: str = 'random'
+  sampler_seed: int = 0
+
+  def space_json(self) -> dict:
+    return {d.field: d.spec() for d in self.dims}
+
+  @property
+  def fields(self) -> list[str]:
+    return [d.field for d in self.dims] + (list(SEED_FIELDS) if self.seeds != [None] else [])
+
+
+def parse_search(decl: Mapping[str, Any]) -> Search:
+  """A declaration: ``{'space': {field: spec}, 'trials': N, 'metric': ..., 'direction':
+  'maximize'|'minimize', 'seeds': [...], 'sampler': 'random'|'tpe', 'sampler_seed': s}``,
+  or just the space (every key a dotted field path)."""
+  decl = dict(decl)
+  if 'space' not in decl and decl and all('.' in str(k) for k in decl):
+    decl = {'space': decl}
+  unknown = set(decl) - set(SEARCH_KEYS)
+  if unknown:
+    raise ValueError(f'search: unknown keys {sorted(unknown)}; allowed: {list(SEARCH_KEYS)}')
+  space = decl.get('space')
+  if not isinstance(space, Mapping) or not space:
+    raise ValueError('search: "space" must be a non-empty {field: (kind, ...)} dict')
+  metric = decl.get('metric', 'mean_auc')
+  if not isinstance(metric, str) or not metric:
+    raise ValueError(f'search metric must be a metric name such as "mean_auc", got {metric!r}')
+  direction = decl.get('direction') or ('minimize' if 'logloss' in metric else 'maximize')
+  if direction not in ('maximize', 'minimize'):
+    raise ValueError(f'search direction must be "maximize" or "minimize", got {direction!r}')
+  trials = decl.get('trials', 20)
+  if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+    raise ValueError(f'search trials must be a positive integer, got {trials!r}')
+  sampler = decl.get('sampler', 'random')
+  if sampler not in SAMPLERS:
+    raise ValueError(f'search sampler must be one of {SAMPLERS}, got {sampler!r}')
+  seed = decl.get('sampler_seed', 0)
+  if isinstance(seed, bool) or not isinstance(seed, int):
+    raise ValueError(f'search sampler_seed must be an integer, got {seed!r}')
+  return Search(dims=[_dim(f, s) for f, s in space.items()], trials=trials, metric=metric,
+                direction=direction, seeds=check_seeds(decl.get('seeds')), sampler=sampler,
+                sampler_seed=seed)
+
+
+def load_search(config: str) -> Search:
+  """``get_search(preset)`` of ``experiments/X.py[:preset]``, parsed."""
+  decl = load_declaration(config, 'get_search')
+  if decl is None:
+    raise ValueError(f'{split_config_arg(config)[0]} defines no get_search(preset=""): '
+                     'nothing to search')
+  return parse_search(decl)
+
+
+# ----------------------------------------------------------------- metric
+
+def read_metric(workdir: str, metric: str = 'mean_auc',
+                direction: str = 'maximize') -> tuple[float | None, str]:
+  """(value, where it came from) of one finished run's validation ``metric``.
+
+  In order of preference: report.json's ``best_valid`` (the best validation
+  step's results), the best over metrics.jsonl's ``split: valid`` lines, and
+  last report.json itself, which holds the ``train.report_split`` split; the
+  source says which, so that a caller can warn when it is not validation.
+  """
+  report = common.read_json(os.path.join(workdir, REPORT))
+  report = report if isinstance(report, dict) else {}
+  best = report.get('best_valid')
+  if isinstance(best, Mapping):
+    v = common.num(best[metric]) if metric in best else \
+        common.report_metrics(best).get(metric, math.nan)
+    if math.isfinite(v):
+      return v, 'report.json best_valid'
+  found = []
+  try:
+    with open(os.path.join(workdir, METRICS)) as f:
+      for line in f:
+        try:
+          rec = json.loads(line)
+        except ValueError:
+          continue  # a line cut short by a kill
+        if isinstance(rec, dict) and rec.get('split') == 'valid':
+          v = common.num(rec.get(metric))
+          if math.isfinite(v):
+            found.append((v, rec.get('step')))
+  except OSError:
+    pass
+  if found:
+    v, step = (max if direction == 'maximize' else min)(found, key=lambda x: x[0])
+    return v, f'metrics.jsonl valid step {step}'
+  v = common.report_metrics(report).get(metric, math.nan) if report else math.nan
+  if math.isfinite(v):
+    return v, f'report.json {report.get("split", "report")} split'
+  return None, 'missing'
+
+
+def not_validation(source: str) -> bool:
+  """Whether ``read_metric`` fell back to a report of another split than valid."""
+  return source.startswith('report.json ') and source.endswith(' split') \
+      and source != 'report.json valid split'
+
+
+# ----------------------------------------------------------------- trials
+
+@dataclasses.dataclass
+class Trial:
+  """One set of parameter values and its points (one per seed)."""
+  number: int
+  name: str
+  params: dict
+  points: list
+  handle: Any = None  # the sampler's own trial object
+  status: str = 'pending'  # pending, running, done, failed, no_metric, interrupted
+  value: float | None = None
+  values: list = dataclasses.field(default_factory=list)
+  sources: list = dataclasses.field(default_factory=list)
+  retry_of: int | None = None
+  ran: bool = False  # whether this call ran any of its points
+
+  @property
+  def index(self) -> int:
+    """Its place in the search: a retry keeps the place of the trial it retries."""
+    m = re.fullmatch(r'trial=(\d+)', self.name)
+    return int(m.group(1)) if m else self.number
+
+  def record(self) -> dict:
+    r = dict(number=self.number, name=self.name, params=common.jsonable(self.params),
+             status=self.status, value=self.value, values=common.jsonable(self.values),
+             metric_source=sorted(set(self.sources)), points=[p.name for p in self.points])
+    if self.retry_of is not None:
+      r['retry_of'] = self.retry_of
+    return r
+
+
+def trial_name(number: int) -> str:
+  return f'trial={number:03d}'
+
+
+def make_trial(number: int, name: str, params: Mapping, seeds: Sequence) -> Trial:
+  return Trial(number, name, dict(params), [with_seed(name, params, s) for s in seeds])
+
+
+def score(trial: Trial, sweep_dir: str, search: Search) -> Trial:
+  """Reads the trial's metric from its finished points (mean over seeds)."""
+  trial.values, trial.sources = [], []
+  if not all(common.finished(sweep_dir, p.name) for p in trial.points):
+    trial.status, trial.value = 'failed', None
+    return trial
+  for p in trial.points:
+    v, src = read_metric(os.path.join(sweep_dir, p.name), search.metric, search.direction)
+    trial.values.append(v)
+    trial.sources.append(src)
+  if any(v is None for v in trial.values):
+    trial.status, trial.value = 'no_metric', None
+  else:
+    trial.status, trial.value = 'done', float(statistics.fmean(trial.values))
+  return trial
+
+
+class RandomSampler:
+  """Seeded random search; the trial list lives in search.json."""
+  name = 'random'
+
+  def __init__(self, search: Search, sweep_dir: str, n_trials: int):
+    self.search = search
+    saved = common.read_json(os.path.join(sweep_dir, SEARCH_JSON))
+    stored = []
+    if isinstance(saved, dict) and isinstance(saved.get('trials'), list):
+      if saved.get('sampler') != 'random':
+        raise ValueError(f'{sweep_dir} holds a {saved.get("sampler")!r} search; '
+                         'use a new --workdir for a random one')
+      was = dict(space=saved.get('space'), sampler_seed=saved.get('sampler_seed'))
+      now = dict(space=common.jsonable(search.space_json()), sampler_seed=search.sampler_seed)
+      if was != now:
+        raise ValueError(f'the search space or sampler seed changed since {SEARCH_JSON} in '
+                         f'{sweep_dir} was written (was {was}, now {now}); use a new --workdir')
+      dims = {d.field: d for d in search.dims}
+      stored = [{f: dims[f].decode(v) for f, v in t['params'].items()}
+                for t in sorted(saved['trials'], key=lambda t: t['number'])]
+    params = stored + [self._sample(i) for i in range(len(stored), n_trials)]
+    self.trials = [make_trial(i, trial_name(i), p, search.seeds) for i, p in enumerate(params)]
+    self.queue = list(self.trials[:n_trials])
+
+  def _sample(self, number: int) -> dict:
+    rng = random.Random(f'pepnet-search:{self.search.sampler_seed}:{number}')
+    return {d.field: d.sample(rng) for d in self.search.dims}
+
+  def known(self) -> list[Trial]:
+    return list(self.trials)
+
+  def next(self) -> Trial | None:
+    return self.queue.pop(0) if self.queue else None
+
+  def tell(self, trial: Trial):
+    pass  # the trial holds its own result
+
+  def interrupted(self, trials: Sequence[Trial]):
+    for t in trials:
+      t.status = 'interrupted'
+
+  def header(self) -> dict:
+    return {}
+
+
+def import_optuna():
+  try:
+    import optuna
+  except ImportError as e:
+    raise ImportError(f'the TPE sampler needs Optuna, an optional dependency: {INSTALL_HINT} '
+                      '(or pip install optuna)') from e
+  return optuna
+
+
+def _alive(pid) -> bool:
+  try:
+    os.kill(int(pid), 0)
+  except (TypeError, ValueError, ProcessLookupError):
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def hide_password(url: str) -> str:
+  return re.sub(r'(//[^:/@]+):[^@/]*@', r'\1:***@', url)
+
+
+class OptunaSampler:
+  """TPE through an Optuna study in RDB storage (a SQLite file by default).
+
+  Each trial carries user attributes: ``point`` (its directory name, which
+  a retry keeps so that it resumes the same run), ``host`` and ``pid`` (who
+  runs it: a rerun on that host fails the trials of a process that died),
+  and once it ends ``outcome``, ``values`` and ``metric_source``. A failed
+  trial cannot be reopened, so a rerun enqueues its parameters again as a
+  new trial with ``retry_of`` set, which supersedes it.
+  """
+  name = 'tpe'
+
+  def __init__(self, search: Search, sweep_dir: str, n_trials: int, storage: str | None = None,
+               study_name: str | None = None, create: bool = True):
+    optuna = self.optuna = import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    self.search, self.n_trials = search, n_trials
+    self.storage = storage or f'sqlite:///{os.path.join(sweep_dir, STUDY_DB)}'
+    self.study_name = study_name or os.path.basename(sweep_dir.rstrip('/')) or 'search'
+    self.dims = {d.field: d for d in search.dims}
+    self.host, self.pid = socket.gethostname(), os.getpid()
+    self.study, self.retry = None, []
+    if not create:  # dry run: read what is there, create nothing
+      if storage or os.path.isfile(os.path.join(sweep_dir, STUDY_DB)):
+        try:
+          self.study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        except KeyError:
+          pass
+      return
+    os.makedirs(sweep_dir, exist_ok=True)  # for the default SQLite file
+    self.study = optuna.create_study(storage=self.storage, study_name=self.study_name,
+                                     direction=search.direction, load_if_exists=True)
+    where = f'study {self.study_name!r} in {hide_password(self.storage)}'
+    if self.study.direction.name.lower() != search.direction:
+      raise ValueError(f'{where} is to {self.study.direction.name.lower()}, this search to '
+                       f'{search.direction}; use another --study or --storage')
+    spec = json.loads(json.dumps(common.jsonable(
+        dict(space=search.space_json(), metric=search.metric))))
+    saved = self.study.user_attrs.get('search')
+    if saved is None:
+      self.study.set_user_attr('search', spec)
+    elif saved != spec:
+      raise ValueError(f'{where} searched {saved}; this search is {spec}. '
+                       'Use another --study or --storage')
+    trials = self.study.get_trials(deepcopy=False)
+    with warnings.catch_warnings():  # constant_liar is experimental in older Optuna
+      warnings.simplefilter('ignore')
+      # The trial count in the seed: a rerun draws new values, not the first run's again.
+      self.study.sampler = optuna.samplers.TPESampler(
+          seed=search.sampler_seed * 100_003 + len(trials), constant_liar=True)
+    states = optuna.trial.TrialState
+    for t in trials:  # left running by a process of this host that died
+      if t.state == states.RUNNING and t.user_attrs.get('host') == self.host \
+          and not _alive(t.user_attrs.get('pid')):
+        self.study.tell(t.number, state=states.FAIL, skip_if_finished=True)
+    trials = self.study.get_trials(deepcopy=False)
+    superseded = {t.user_attrs.get('retry_of') for t in trials}
+    self.retry = [t for t in trials if t.state == states.FAIL and 'point' in t.user_attrs
+                  and t.number not in superseded
+                  and t.user_attrs.get('outcome') not in ('no_metric', 'done')]
+    self.distributions = {d.field: self._distribution(d) for d in search.dims}
+
+  def _distribution(self, d: Dim):
+    dist = self.optuna.distributions
+    if d.kind == 'choice':
+      return dist.CategoricalDistribution(d.labels())
+    if d.kind == 'int':
+      return dist.IntDistribution(d.low, d.high)
+    return dist.FloatDistribution(d.low, d.high, log=d.kind == 'log')
+
+  def _trial(self, number: int, attrs: Mapping, params: Mapping) -> Trial:
+    t = make_trial(number, attrs.get('point') or trial_name(number),
+                   {f: self.dims[f].decode(v) for f, v in params.items()}, self.search.seeds)
+    t.retry_of = attrs.get('retry_of')
+    return t
+
+  def known(self) -> list[Trial]:
+    """The study's trials, the latest of each point only (retries supersede)."""
+    if self.study is None:
+      return []
+    states = self.optuna.trial.TrialState
+    trials = self.study.get_trials(deepcopy=False)
+    superseded = {t.user_attrs.get('retry_of') for t in trials}
+    out = []
+    for fr in trials:
+      if fr.number in superseded or not fr.params:
+        continue
+      t = self._trial(fr.number, fr.user_attrs, fr.params)
+      outcome = fr.user_attrs.get('outcome')
+      t.status = {states.COMPLETE: 'done', states.RUNNING: 'running',
+                  states.WAITING: 'pending'}.get(fr.state, outcome or 'failed')
+      t.value = fr.value if fr.state == states.COMPLETE else None
+      t.values = list(fr.user_attrs.get('values') or [])
+      t.sources = list(fr.user_attrs.get('metric_source') or [])
+      out.append(t)
+    return out
+
+  def _count(self) -> int:
+    """Distinct points in the study: a retry is not another trial."""
+    return len({t.user_attrs.get('point', f'#{t.number}')
+                for t in self.study.get_trials(deepcopy=False)})
+
+  def next(self) -> Trial | None:
+    if self.retry:
+      old = self.retry.pop(0)
+      self.study.enqueue_trial(old.params, user_attrs=dict(point=old.user_attrs['point'],
+                                                           retry_of=old.number))
+    elif self._count() >= self.n_trials:
+      return None
+    handle = self.study.ask(self.distributions)
+    name = handle.user_attrs.get('point') or trial_name(handle.number)
+    for k, v in dict(point=name, host=self.host, pid=self.pid).items():
+      handle.set_user_attr(k, v)
+    t = self._trial(handle.number, handle.user_attrs, handle.params)
+    t.handle = handle
+    return t
+
+  def tell(self, trial: Trial):
+    h = trial.handle
+    h.set_user_attr('outcome', trial.status)
+    h.set_user_attr('values', common.jsonable(trial.values))
+    h.set_user_attr('metric_source', sorted(set(trial.sources)))
+    if trial.status == 'done':
+      self.study.tell(h, trial.value)
+    else:
+      self.study.tell(h, state=self.optuna.trial.TrialState.FAIL)
+
+  def interrupted(self, trials: Sequence[Trial]):
+    for t in trials:
+      t.status = 'interrupted'
+      self.tell(t)
+
+  def header(self) -> dict:
+    return dict(storage=hide_password(self.storage), study=self.study_name)
+
+
+# ---------------------------------------------------------------- results
+
+def best_trial(trials: Sequence[Trial], direction: str) -> Trial | None:
+  done = [t for t in trials if t.status == 'done' and t.value is not None]
+  if not done:
+    return None
+  return (max if direction == 'maximize' else min)(done, key=lambda t: t.value)
+
+
+def write_results(sweep_dir: str, header: Mapping, trials: Sequence[Trial],
+                  search: Search) -> dict:
+  """SWEEP_DIR/search.json: the search, its best trial and every trial."""
+  best = best_trial(trials, search.direction)
+  obj = common.jsonable(dict(header, updated=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                             best=best.record() if best else None,
+                             trials=[t.record() for t in sorted(trials, key=lambda t: (t.index, t.number))]))
+  common.write_json(os.path.join(sweep_dir, SEARCH_JSON), obj)
+  return obj
+
+
+def _fmt(v) -> str:
+  return '-' if v is None else f'{v:.4f}'
+
+
+def _check_validation_reported(config: str, search: Search, extra: Sequence[str], out):
+  """Parses the ends of every range (and every choice) now, so that a typo
+  fails before the first trial trains; warns when runs never evaluate on
+  validation data, since the metric would then come from the report split."""
+  width = max([2] + [len(d.choices) for d in search.dims])
+  probes = [make_trial(-1, f'probe{i}', {d.field: d.probe(i) for d in search.dims},
+                       search.seeds[:1]).points[0] for i in range(width)]
+  cfg = next(iter(validate(config, probes, extra).values()))
+  tc = cfg.get('train', {})
+  split = tc.get('report_split', 'test')
+  if not tc.get('eval_every') and not tc.get('patience') and split != 'valid':
+    out('warning: runs evaluate on validation data only with train.eval_every > 0, '
+        'train.patience > 0 or train.report_split="valid"; as configured, '
+        f'{search.metric} will come from the {split} split.')
+
+
+def run_search(config: str, sweep_dir: str, search: Search, *, trials: int | None = None,
+               sampler: str | None = None, storage: str | None = None,
+               study: str | None = None, extra: Sequence[str] = (), parallel: int = 1,
+               retries: int = 0, runner: Runner | None = None, aggregate: bool = True,
+               check: bool = True, dry_run: bool = False, compile_cache: bool = True,
+               out=None) -> dict:
+  """Runs the search's trials not yet finished; returns search.json's content
+  (plus ``failed_now``, the trials that failed in this call).
+
+  ``trials`` and ``sampler`` override the declaration's; ``storage`` and
+  ``study`` (TPE only) name the Optuna storage URL and study (default: SQLite
+  in SWEEP_DIR/study.db, the directory's name). ``runner`` as in
+  ``run_sweep``. Up to ``parallel`` trials run at once, each trial's seeds
+  one after another. ``check`` parses overrides first and refuses trial
+  directories that hold runs of another configuration.
+  """
+  out = out or functools.partial(print, flush=True)
+  extra = parse_extra(extra)
+  check_extra(extra, search.fields)
+  sweep_dir = os.path.abspath(sweep_dir)
+  n_trials = trials or search.trials
+  sampler = sampler or search.sampler
+  if sampler not in SAMPLERS:
+    raise ValueError(f'--sampler must be one of {SAMPLERS}, got {sampler!r}')
+  if sampler == 'random' and (storage or study):
+    raise ValueError('--storage and --study apply to --sampler tpe only')
+  if check:
+    _check_validation_reported(config, search, extra, out)
+  if sampler == 'random':
+    chooser = RandomSampler(search, sweep_dir, n_trials)
+  else:
+    chooser = OptunaSampler(search, sweep_dir, n_trials, storage, study, create=not dry_run)
+  header = dict(config=config, sweep_dir=sweep_dir, extra_overrides=list(extra),
+                sampler=sampler, sampler_seed=search.sampler_seed, **chooser.header(),
+                metric=search.metric, direction=search.direction, seeds=search.seeds,
+                trials_wanted=n_trials, space=search.space_json())
+  known = {t.number: t for t in chooser.known()}
+
+  if dry_run:
+    where = f'; study {header["study"]} in {header["storage"]}' if sampler == 'tpe' else ''
+    out(f'{sampler} search over {len(search.dims)} fields, {n_trials} trials wanted, '
+        f'{len(known)} in the {"list" if sampler == "random" else "study"}{where}')
+    for t in known.values():
+      for p in t.points:
+        state = 'done (skip)' if common.finished(sweep_dir, p.name) else 'to run'
+        cmd = command(config, os.path.join(sweep_dir, p.name), p.overrides, extra)
+        out(f'{p.name}: {state}\n    {shlex.join(cmd)}')
+    return dict(header, trials=[t.record() for t in known.values()], failed_now=0)
+
+  if check:  # every known trial at once, as a grid checks all its points
+    check_points(config, [p for t in known.values() for p in t.points
+                          if os.path.isdir(os.path.join(sweep_dir, p.name))],
+                 extra, sweep_dir, what='trial')
+  os.makedirs(sweep_dir, exist_ok=True)
+  status = Status(sweep_dir, dict(
+      config=config, sweep_dir=sweep_dir, extra_overrides=list(extra),
+      search={k: v for k, v in header.items()
+              if k not in ('config', 'sweep_dir', 'extra_overrides')}))
+  for t in known.values():
+    status.add(t.points)
+  status.save()
+  prunner = PointRunner(config, status, extra, retries,
+                        runner or make_runner(sweep_dir, parallel, compile_cache), out)
+  t_start = time.time()
+  counts = {'ran': 0, 'failed': 0}
+  warned = []
+
+  def current() -> list[Trial]:  # a retry replaces the trial it retries
+    superseded = {t.retry_of for t in known.values()}
+    return [t for t in known.values() if t.number not in superseded]
+
+  def save():
+    return write_results(sweep_dir, header, current(), search)
+
+  def run_trial(t: Trial) -> Trial:
+    for p in t.points:
+      t.ran |= prunner.run(p, f'[trial {t.index + 1}/{n_trials}] {p.name}')[0] != 'skipped'
+    return score(t, sweep_dir, search)
+
+  def finish(t: Trial):
+    chooser.tell(t)
+    known[t.number] = t
+    save()
+    counts['ran'] += t.ran
+    counts['failed'] += t.status != 'done'
+    odd = [s for s in t.sources if not_validation(s)]
+    if odd and not warned:
+      warned.append(odd[0])
+      out(f'warning: {t.name}: no validation {search.metric} found (no best_valid in '
+          f'report.json, no valid lines in metrics.jsonl); using {odd[0]}, which is not '
+          'a validation result.')
+    best = best_trial(current(), search.direction)
+    out(f'[trial {t.index + 1}/{n_trials}] {t.name}: {t.status}, {search.metric} '
+        f'{_fmt(t.value)}; best {_fmt(best.value) if best else "-"}'
+        f'{f" ({best.name})" if best else ""}; total {fmt_secs(time.time() - t_start)}')
+
+  in_flight: dict = {}
+  try:
+    with concurrent.futures.ThreadPoolExecutor(max(parallel, 1)) as pool:
+      while True:
+        while len(in_flight) < max(parallel, 1):
+          t = chooser.next()
+          if t is None:
+            break
+          known[t.number] = t
+          if check and t.handle is not None and \
+              any(os.path.isdir(os.path.join(sweep_dir, p.name)) for p in t.points):
+            try:  # a new TPE trial meeting an old directory (e.g. study.db deleted)
+              check_points(config, t.points, extra, sweep_dir, what='trial')
+            except ValueError:
+              t.status = 'failed'
+              chooser.tell(t)
+              raise
+          status.add(t.points)
+          t.status = 'running'
+          in_flight[pool.submit(run_trial, t)] = t
+        if not in_flight:
+          break
+        done, _ = concurrent.futures.wait(in_flight, return_when='FIRST_COMPLETED')
+        for f in done:
+          in_flight.pop(f)
+          finish(f.result())
+  except KeyboardInterrupt:
+    status.interrupted()
+    chooser.interrupted(list(in_flight.values()))
+    save()
+    out('Interrupted: rerun the same command to continue the search.')
+    raise
+  status.save()
+  result = save()
+  best = best_trial(current(), search.direction)
+  out(f'Search finished in {fmt_secs(time.time() - t_start)}: {counts["ran"]} trials ran now, '
+      f'{counts["failed"]} failed; {len(current())} trials in all. '
+      f'Trials: {os.path.join(sweep_dir, SEARCH_JSON)}')
+  if best is None:
+    out('No trial has a result yet.')
+  else:
+    seeds = f', mean over {len(best.values)} seeds' if len(best.values) > 1 else ''
+    out(f'Best trial: {best.name}: {search.metric} {best.value:.6g} ({search.direction}{seeds}; '
+        f'from {", ".join(sorted(set(best.sources))) or "the study"})\n'
+        f'  overrides: {shlex.join(cli_args(best.params))}')
+  if aggregate and any(common.finished(sweep_dir, p.name) for t in known.values()
+                       for p in t.points):
+    aggregate_results(sweep_dir, out)
+  result['failed_now'] = counts['failed']
+  return result
