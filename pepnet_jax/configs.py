@@ -45,14 +45,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tabs = (0, 1, 2, 4)          # domains kept, in domain-index order
   c.data.tasks = KUAIRAND_TASKS
   c.data.group_column = 'user_id'     # GAUC groups
-  c.data.max_rows = 0                 # cap rows per split (0 = all)
+  c.data.max_rows = 0                 # a seeded random sample of each split (data.seed); 0 = all
   c.data.features = []                # FeatureSpec dicts; [] = the format's preset
   c.data.crosses = ()                 # e.g. ('tab,video_id',): cross features added to the
                                       # list above (named tab_x_video_id)
   c.data.groups = {}                  # gate inputs; {} = the format's preset
   c.data.batch_size = 1024
   c.data.eval_batch_size = 8192
-  c.data.seed = 0                     # shuffling
+  c.data.seed = 0                     # shuffling and the max_rows sample
   # Generate a KuaiRand-format dataset into data.dir (or <workdir>/data) when
   # its files are missing; rows = 0 never generates.
   c.data.generate = dict(rows=0, users=3000, videos=2000, authors=600, seed=0, random_rows=0)
@@ -205,11 +205,13 @@ def use_generated_data(c: ml_collections.ConfigDict, rows: int, users: int = 500
                        videos: int = 2000, authors: int = 600, seed: int = 0):
   """Points ``c`` at a generated KuaiRand-format dataset shared by every run.
 
-  The data and its columnar cache live in ``data_cache/synth_<rows>_s<seed>``
-  under the current directory (run sweeps from the repository root), so the
+  The data and its columnar cache live in
+  ``data_cache/synth_<rows>_u<users>_v<videos>_a<authors>_s<seed>_g<generator version>``
+  under the current directory (a newer generator makes a new folder) (run sweeps from the repository root), so the
   points of a sweep generate and parse it once, whatever their workdirs.
   """
-  name = f'synth_{rows}_u{users}_v{videos}_s{seed}'
+  from pepnet_jax.data.kuairand_synth import GENERATOR_VERSION  # pulls pandas: lazily
+  name = f'synth_{rows}_u{users}_v{videos}_a{authors}_s{seed}_g{GENERATOR_VERSION}'
   c.data.dir = f'data_cache/{name}'
   c.data.cache_dir = f'data_cache/{name}/.cache'
   c.data.generate = dict(rows=rows, users=users, videos=videos, authors=authors, seed=seed,

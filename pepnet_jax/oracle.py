@@ -1,13 +1,17 @@
-"""Model AUC beside the oracle AUC, on generated KuaiRand-format data.
+"""Model AUC beside the ceiling AUC, on generated KuaiRand-format data.
 
   python -m pepnet_jax.oracle --workdir DIR [--split test]
 
 The generator (``data/kuairand_synth.py``) writes the true probability of
-every label of every log row to ``truth/<log file>``. Scoring the split's
-rows with those probabilities gives the best AUC any model can reach on them
-(the oracle). This reads the run's ``config.json`` and ``report.json``,
-selects the split's rows exactly as the reader does (dates and tabs), and
-prints, per task and per tab, the model's AUC beside the oracle's; saves
+every label of every log row to ``truth/<log file>``: the probability given
+what a model can observe (ids, side features, tab, hour; no hidden row noise
+since generator version 2). Scoring the split's rows with it gives the
+ceiling: the best AUC a model can reach on them, up to sampling noise. This
+reads the run's ``config.json`` and ``report.json``, selects the split's rows
+as the reader does (dates and tabs), and prints, per task and per tab, the
+model's AUC, the ceiling AUC, and the share of the ceiling's lift over 0.5
+the model reaches, ``(model - 0.5) / (ceiling - 0.5)``: gaps in AUC points
+are not comparable across tasks whose ceilings differ, this share is. Saves
 ``oracle_vs_model.json`` in the workdir.
 """
 
@@ -25,7 +29,8 @@ from pepnet_jax import metrics
 
 
 def oracle_auc(data_dir: str, split: tuple[str, str], tabs, tasks) -> dict:
-  """{'all': {task: auc}, '<tab>': {...}} of the truth probabilities on a split."""
+  """{'all': {task: auc}, '<tab>': {...}} of the truth probabilities on a split: the
+  ceiling AUCs (reported under the key 'oracle_auc')."""
   lo, hi = int(split[0]), int(split[1])
   frames = []
   for log in sorted(glob.glob(os.path.join(data_dir, 'log_standard_*.csv'))):
@@ -52,6 +57,23 @@ def oracle_auc(data_dir: str, split: tuple[str, str], tabs, tasks) -> dict:
   return out
 
 
+def lift_share(model_auc, ceiling_auc):
+  """(model - 0.5) / (ceiling - 0.5); None when undefined (no AUC, or no lift to share)."""
+  if model_auc is None or ceiling_auc is None or not np.isfinite(model_auc) \
+      or not np.isfinite(ceiling_auc) or ceiling_auc <= 0.5:
+    return None
+  return (model_auc - 0.5) / (ceiling_auc - 0.5)
+
+
+def generator_version(data_dir: str) -> int:
+  """Version of the generator that wrote data_dir (1: before it was recorded)."""
+  try:
+    with open(os.path.join(data_dir, 'generator_meta.json')) as f:
+      return int(json.load(f).get('args', {}).get('generator_version', 1))
+  except FileNotFoundError:
+    return 1
+
+
 def compare(workdir: str, split: str | None = None, report: str | None = None) -> dict:
   cfg = json.load(open(os.path.join(workdir, 'config.json')))
   rep = json.load(open(report or os.path.join(workdir, 'report.json')))
@@ -66,8 +88,14 @@ def compare(workdir: str, split: str | None = None, report: str | None = None) -
     for task in tasks:
       m, o = model[task]['auc'], orc[dom][task]
       rows.append({'domain': dom, 'task': task, 'model_auc': m, 'oracle_auc': o,
-                   'gap': None if m is None or o is None else o - m})
-  out = {'split': split, 'rows': orc['rows'], 'table': rows}
+                   'gap': None if m is None or o is None else o - m,
+                   'lift_share': lift_share(m, o)})
+  out = {'split': split, 'rows': orc['rows'], 'generator_version': generator_version(data_dir),
+         'table': rows}
+  if out['generator_version'] < 2:
+    out['warning'] = (f'{data_dir} comes from generator version {out["generator_version"]}: '
+                      'its truth includes row noise no model can see, so its "ceiling" is '
+                      'not reachable; regenerate the data for an attainable one')
   with open(os.path.join(workdir, 'oracle_vs_model.json'), 'w') as f:
     json.dump(out, f, indent=2, default=lambda x: None)
   return out
@@ -75,11 +103,13 @@ def compare(workdir: str, split: str | None = None, report: str | None = None) -
 
 def format_comparison(out: dict) -> str:
   fmt = lambda v: '-' if v is None or (isinstance(v, float) and np.isnan(v)) else f'{v:.4f}'
-  lines = [f'{out["split"]} split, {out["rows"]:,} rows: model AUC vs oracle AUC (truth file)',
-           f'{"domain":8} {"task":12} {"model":>8} {"oracle":>8} {"gap":>8}']
+  lines = [f'warning: {out["warning"]}'] if out.get('warning') else []
+  lines += [f'{out["split"]} split, {out["rows"]:,} rows: model AUC vs ceiling AUC (truth '
+            'file); share = (model - 0.5) / (ceiling - 0.5)',
+            f'{"domain":8} {"task":12} {"model":>8} {"ceiling":>8} {"gap":>8} {"share":>8}']
   for r in out['table']:
     lines.append(f'{r["domain"]:8} {r["task"]:12} {fmt(r["model_auc"]):>8} '
-                 f'{fmt(r["oracle_auc"]):>8} {fmt(r["gap"]):>8}')
+                 f'{fmt(r["oracle_auc"]):>8} {fmt(r["gap"]):>8} {fmt(r.get("lift_share")):>8}')
   return '\n'.join(lines)
 
 

@@ -85,12 +85,17 @@ def test_splits_select_dates_and_tabs_and_keep_order(kuairand_dir):
     assert len(v) + len(t) == raw_test.tab.isin([0, 1, 2, 4]).sum()
 
 
-def test_max_rows_caps_each_split_with_the_first_rows(kuairand_dir):
-    frames = _read(kuairand_dir, max_rows=7)
+def test_max_rows_keeps_a_seeded_sample_of_each_split_in_file_order(kuairand_dir):
+    cols = ['user_id', 'video_id', 'date', 'hourmin']
     full = _read(kuairand_dir)
+    frames = _read(kuairand_dir, max_rows=7, seed=3)
+    again = _read(kuairand_dir, max_rows=7, seed=3)
     for name in frames:
         assert len(frames[name]) == 7
-        np.testing.assert_array_equal(frames[name]['video_id'], full[name]['video_id'][:7])
+        rows = iter(map(tuple, full[name][cols].to_numpy()))  # a subsequence: file order kept
+        assert all(any(r == w for w in rows) for r in map(tuple, frames[name][cols].to_numpy()))
+        np.testing.assert_array_equal(frames[name][cols], again[name][cols])
+    assert any(not np.array_equal(frames[n]['video_id'], full[n]['video_id'][:7]) for n in frames)
 
 
 def test_27k_part_files_are_read_in_part_order(tmp_path):

@@ -94,6 +94,11 @@ def test_files_and_exact_headers(out):
     assert abs(meta["rows"][STD_A] - round(ROWS * 14 / 31)) <= 1
     for key in ("oracle_auc", "rates", "tab_rates", "intercepts", "args"):
         assert key in meta
+    # Every argument that changes the data, and the generator version (prepare checks them).
+    assert meta["args"] == {"rows": ROWS, "users": USERS, "videos": VIDEOS, "authors": AUTHORS,
+                            "seed": SEED, "tabs": [0, 1, 2, 4], "random_rows": RANDOM_ROWS,
+                            "version": "pure", "generator_version": ks.GENERATOR_VERSION}
+    assert ks.GENERATOR_VERSION >= 2  # 1 had unobservable row noise in its truth
 
 
 @pytest.mark.skipif(not os.path.isdir(REAL_DIR),
@@ -299,6 +304,94 @@ def test_truth_files(out, logs):
     assert abs(ks.auc(df["is_click"], shuffled) - 0.5) < 0.03
 
 
+def _latent(d):
+    return {p.stem: np.load(p) for p in (d / "truth" / "latent").glob("*.npy")}
+
+
+def _recomputed_truth(d, meta, df, lat):
+    """The probabilities of every task, recomputed from the saved tables and intercepts with
+    this test's own code: the logit has no term outside the tables and the row's columns."""
+    pos = {int(t): i for i, t in enumerate(lat["tabs"])}
+    u, v = df["user_id"].to_numpy(), df["video_id"].to_numpy()
+    di = np.array([pos[t] for t in df["tab"]])
+    hour = df["hourmin"].to_numpy() // 100
+    aff = lat["lam_aff"][di] * np.sum(lat["user_vec"][u] * lat["gates"][di] * lat["item_vec"][v],
+                                      axis=1)
+    s = (lat["user_part"][u, di] + lat["item_rest"][v, di]
+         + lat["k_user"][u] * lat["item_prop"][v, di]
+         + aff[:, None] * lat["w_aff"] * lat["m_user"][u] * lat["m_item"][v]
+         + lat["w_hour"] * np.cos(2 * np.pi * (hour - 21) / 24.0)[:, None])
+    col = {t: i for i, t in enumerate(ks.TASKS)}
+    ic = meta["intercepts"]
+    rand = bool(df["is_rand"].iloc[0])
+    a_click = np.array([ic["rand_click" if rand else "click"][str(t)] for t in df["tab"]])
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    pc = sig(a_click + s[:, col["is_click"]])
+    zl = ic["long_view"] + s[:, col["long_view"]]
+    pl1, pl0 = sig(zl + 2.5), sig(zl)
+    out = {"is_click": pc, "long_view": pc * pl1 + (1 - pc) * pl0}
+    chain = {"is_like": (1.0, 1.8), "is_follow": (1.0, 1.5), "is_comment": (1.0, 1.5),
+             "is_forward": (0.8, 1.5), "is_hate": (-1.5, -1.0)}  # docs/generator.md
+    for t, (kc, kl) in chain.items():
+        z = ic[t] + s[:, col[t]]
+        out[t] = sum(w * sig(z + c * kc + l * kl) for c, l, w in (
+            (1, 1, pc * pl1), (1, 0, pc * (1 - pl1)), (0, 1, (1 - pc) * pl0),
+            (0, 0, (1 - pc) * (1 - pl0))))
+    return out, s
+
+
+def test_truth_is_the_noise_free_probability_of_the_observed_row(out, logs):
+    d, _ = out
+    meta = json.loads((d / "generator_meta.json").read_text())
+    lat = _latent(d)
+    for name, df in logs.items():
+        tr = pd.read_csv(d / "truth" / name)
+        want, _ = _recomputed_truth(d, meta, df, lat)
+        for t in ks.TASKS:
+            # 8 written decimals: any row noise (v1 had std 0.5 on the logit) would show.
+            assert np.abs(tr[f"p_{t}"].to_numpy() - want[t]).max() < 1e-7, (name, t)
+    # The labels are drawn from the truth and nothing else: calibrated in every decile.
+    df = pd.concat([logs[STD_A], logs[STD_B]], ignore_index=True)
+    p = pd.concat([pd.read_csv(d / "truth" / n) for n in (STD_A, STD_B)])["p_is_click"]
+    dec = pd.qcut(p.to_numpy(), 10, labels=False)
+    for k in range(10):
+        y, q = df["is_click"].to_numpy()[dec == k], p.to_numpy()[dec == k]
+        assert abs(y.mean() - q.mean()) < _binom_tol(q.mean(), len(y)), k
+
+
+def test_users_weigh_the_item_side_per_task(out, logs):
+    """PPNet's target: per-user, per-task multipliers tied to the user's prior features."""
+    d, _ = out
+    lat = _latent(d)
+    m, k = lat["m_user"], lat["k_user"]
+    assert m.shape == k.shape == (USERS, len(ks.TASKS)) and lat["m_item"].shape[0] == VIDEOS
+    for w in (m, k, lat["m_item"]):
+        assert (w > 0).all() and (w < 2.5).all()  # PPNet's gate form: bounded, positive
+    # Mean square 1 over users (over authors for m_item, saved per video), so on average the
+    # weighted terms keep their variance and the label rates their calibration.
+    np.testing.assert_allclose(np.mean(m ** 2, axis=0), 1.0)
+    np.testing.assert_allclose(np.mean(k ** 2, axis=0), 1.0)
+    np.testing.assert_allclose(np.mean(lat["m_item"] ** 2, axis=0), 1.0, atol=0.25)
+    assert np.percentile(m, 90, axis=0).min() > 3 * np.percentile(m, 10, axis=0).max()
+    # Task-specific: a user's click weight does not fix their comment weight.
+    ci, mi = ks.TASKS.index("is_click"), ks.TASKS.index("is_comment")
+    assert np.corrcoef(np.log(m[:, ci]), np.log(m[:, mi]))[0, 1] < 0.5
+    # Tied to user_active_degree, in each task's own direction (click up, comment down).
+    users = pd.read_csv(d / "user_features_pure.csv")
+    full = (users["user_active_degree"] == "full_active").to_numpy()
+    low = users["user_active_degree"].isin(["middle_active", "low_active", "2_14_day_new"])
+    assert np.log(m[full, ci]).mean() > np.log(m[low.to_numpy(), ci]).mean() + 0.3
+    assert np.log(m[full, mi]).mean() < np.log(m[low.to_numpy(), mi]).mean() - 0.3
+    # They move the logits: without them (their means instead) click logits shift a lot.
+    meta = json.loads((d / "generator_meta.json").read_text())
+    _, s = _recomputed_truth(d, meta, logs[STD_B], lat)
+    flat = dict(lat, m_user=np.broadcast_to(m.mean(0), m.shape),
+                k_user=np.broadcast_to(k.mean(0), k.shape),
+                m_item=np.broadcast_to(lat["m_item"].mean(0), lat["m_item"].shape))
+    _, s0 = _recomputed_truth(d, meta, logs[STD_B], flat)
+    assert np.sqrt(np.mean((s - s0) ** 2, axis=0)).min() > 0.3
+
+
 def test_auc_helper():
     assert ks.auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
     assert ks.auc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]) == 0.0
@@ -311,6 +404,7 @@ def test_auc_helper():
 
 def _all_bytes(d):
     files = sorted(glob.glob(str(d / "*.csv")) + glob.glob(str(d / "truth" / "*.csv"))
+                   + glob.glob(str(d / "truth" / "latent" / "*.npy"))
                    + [str(d / "generator_meta.json")])
     return {os.path.relpath(f, d): open(f, "rb").read() for f in files}
 
@@ -320,10 +414,11 @@ def test_same_seed_same_bytes_other_seed_differs(out, tmp_path):
     _gen(tmp_path / "same")
     _gen(tmp_path / "other", seed=SEED + 1)
     ref, same, other = _all_bytes(d), _all_bytes(tmp_path / "same"), _all_bytes(tmp_path / "other")
-    assert ref.keys() == same.keys() and len(ref) == 9
+    assert ref.keys() == same.keys() and len(ref) == 9 + 13
     for k in ref:
         assert ref[k] == same[k], k
-        assert ref[k] != other[k], k
+        if "latent/w_" not in k and "latent/tabs" not in k and "lam_aff" not in k:
+            assert ref[k] != other[k], k  # (constants and the tab list do not depend on it)
 
 
 def test_cli(tmp_path):

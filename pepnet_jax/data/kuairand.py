@@ -22,6 +22,7 @@ import dataclasses
 import datetime as _dt
 import re
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -384,11 +385,14 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     Rows of tabs outside config.data.tabs are dropped; a tab outside KuaiRand's 0..14 is a
     DataError. Standard-log rows whose date is no calendar date, or in no split's range, are
     left out too. Each kind of drop gets one counted [data] line, so none goes unnoticed.
-    ``max_rows`` keeps the first rows of each split (and stops reading early).
+    ``max_rows`` keeps a random sample of that many rows of each split, seeded by
+    ``config.data.seed`` and kept in file order: the logs are sorted by user, so their first
+    rows would be a handful of users. Every file is still read to the end.
     """
     t0 = time.time()
     layout, plan, splits = _plan(data_config, spec)
     max_rows = int(data_config.get('max_rows', 0) or 0)
+    seed = int(data_config.get('seed', 0) or 0)
     tabs = np.asarray(spec.domains)
     if not plan:
         lo, hi = splits['train']
@@ -402,6 +406,7 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     feat_log_cols = _feature_log_cols(spec, log_cols)
     names = list(splits) + [n for _, t in plan for n in t if n not in splits]
     parts: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
+    sample_keys: dict[str, list[np.ndarray]] = {n: [] for n in names}
     counts = dict.fromkeys(names, 0)
     sources: dict[str, list[str]] = {n: [] for n in names}
     tab_drops = {n: Counter() for n in names}
@@ -413,7 +418,11 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
                          for c in usecols})
         for n in targets:
             sources[n].append(lf.path.name)
+        # One uniform key per file row, from a stream seeded by (seed, file name): a row's key
+        # depends on neither the chunking nor the other files read.
+        key_rng = np.random.default_rng([seed, zlib.crc32(lf.path.name.encode())])
         for start, chunk in read_csv_chunks(lf.path, usecols, _dtypes(usecols), label='log '):
+            keys = key_rng.random(len(chunk)) if max_rows else None
             check_binary(lf.path, chunk, label_cols, start)
             tab = chunk[spec.domain_column].to_numpy()
             check_domains(lf.path, tab, spec.domain_column, KNOWN_TABS, start,
@@ -427,22 +436,23 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
             for n, rng in targets.items():
                 rows = real if rng is None else real & (date >= rng[0]) & (date <= rng[1])
                 anywhere |= rows
-                room = max_rows - counts[n] if max_rows else None
-                if room == 0:
-                    continue
                 if (dropped := rows & ~keep).any():
                     tab_drops[n].update(dict(enumerate(np.bincount(tab[dropped]).tolist())))
-                sel = chunk[rows & keep]
-                if room is not None:
-                    sel = sel.iloc[:room]
-                if len(sel):
-                    parts[n].append(sel)
-                    counts[n] += len(sel)
+                taken = rows & keep
+                if taken.any():
+                    parts[n].append(chunk[taken])
+                    counts[n] += int(taken.sum())
+                    if max_rows:
+                        sample_keys[n].append(keys[taken])
+                        if counts[n] >= 2 * max_rows:
+                            counts[n] = _keep_smallest_keys(parts[n], sample_keys[n], max_rows)
             if not anywhere.all():
                 lost = date[~anywhere]
                 outside.append((len(lost), int(lost.min()), int(lost.max())))
-            if max_rows and all(counts[n] >= max_rows for n in targets):
-                break
+    if max_rows:
+        for n in names:
+            if counts[n] > max_rows:
+                counts[n] = _keep_smallest_keys(parts[n], sample_keys[n], max_rows)
     for n in names:
         note_drops(n, counts[n], spec.domain_column, tab_drops[n], spec.domains)
     why = []
@@ -468,6 +478,16 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     note('kuairand %s: %s in %.1fs', layout.version,
              ', '.join(f'{n}={len(f):,}' for n, f in frames.items()), time.time() - t0)
     return frames
+
+
+def _keep_smallest_keys(parts: list[pd.DataFrame], keys: list[np.ndarray], k: int) -> int:
+    """Keep (in place, in row order) the k rows with the smallest keys: a uniform sample."""
+    frame = pd.concat(parts, ignore_index=True)
+    all_keys = np.concatenate(keys)
+    idx = np.sort(np.argsort(all_keys, kind='stable')[:k])
+    parts[:] = [frame.iloc[idx].reset_index(drop=True)]
+    keys[:] = [all_keys[idx]]
+    return len(idx)
 
 
 def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,

@@ -5,7 +5,7 @@ gigabytes (27K), so demos and tests cannot ship them. This module writes logs in
 KuaiRand file layout (same file names, columns, value formats, quoting and NaN patterns), with
 side features drawn from the real marginal statistics, and labels drawn from a documented
 model whose true probabilities are saved next to the logs. A loader that reads these files
-reads the real ones, and a model's AUC can be compared with the oracle AUC.
+reads the real ones, and a model's AUC can be compared with the ceiling AUC.
 
 Nothing is read from disk at run time: every statistic below is a module constant with its
 source named. Sources:
@@ -22,27 +22,33 @@ source named. Sources:
 Label model (see ``docs/generator.md`` for the full text). For an exposure of video ``v``
 (author ``a``) to user ``u`` in tab ``d`` at hour ``h``, every task ``t`` has a base logit::
 
-    s_t = lamU[d] * BU[u,t] + lamI[d] * (BA[a,t] + BV[v,t]) + lamA[d] * wA[t] * aff_d(u,v)
+    s_t = lamU[d] * BU[u,t] + lamI[d] * kU[u,t] * (BA[a,t] + BV[v,t])
+          + lamA[d] * wA[t] * mU[u,t] * mA[a,t] * aff_d(u,v)
           + wDeg[t] * deg[u] + wF1[t] * F1[d, onehot_feat1[u]] + wTag[t] * TAG[d, tag1[v]]
-          + dur[d,t] * zdur[v] + ad[t] * is_ad[v] + (user/hour terms) + eps_t
+          + dur[d,t] * zdur[v] + ad[t] * is_ad[v] + (user/hour terms)
     aff_d(u,v) = sum_k G[d,k] * P[u,k] * (Q[v,k] + R[a,k]) / norm_d
 
-``BU/BA/BV`` are per-user, per-author and per-video task propensities (PPNet's target),
-``G[d]`` is a per-tab gate on the latent dimensions and ``lamU/lamI/lamA`` weigh the user side,
-item side and affinity differently per tab (EPNet's target); ``F1`` and ``TAG`` are per-tab
-effect tables, so the same feature matters differently in each domain. ``eps_t`` is row-level
-noise the oracle knows and no model can see. Labels are drawn in a chain::
+``BU/BA/BV`` are per-user, per-author and per-video task propensities. ``kU``, ``mU`` and
+``mA`` are per-user (and per-author) per-task weights of the item side, of PPNet's gate form
+``2 * sigmoid(g)`` with ``g`` tied to user_active_degree, is_video_author and the ids (PPNet's
+target: a model without per-user per-task scaling cannot represent them). ``G[d]`` is a
+per-tab gate on the latent dimensions and ``lamU/lamI/lamA`` weigh the user side, item side
+and affinity differently per tab (EPNet's target); ``F1`` and ``TAG`` are per-tab effect
+tables, so the same feature matters differently in each domain. There is no row-level noise:
+``s`` is a function of what a model sees (ids, side features, tab, hour), so the truth is an
+attainable ceiling. Labels are drawn in a chain::
 
     click ~ B(sig(a_click[d] + s_click))
     long_view ~ B(sig(a_lv + s_lv + 2.5 click))
     like/follow/comment/forward ~ B(sig(a_t + s_t + kc_t click + kl_t long_view))
     hate ~ B(sig(a_hate + s_hate - 1.5 click - 1.0 long_view))
 
-The truth file holds each task's probability given the features and noise, marginalised over
-the chain (the Bayes-optimal score for a model that does not see the other labels). The
-intercepts ``a`` are found by bisection so that the mean probability equals the target rate:
-per-tab click rates are the real ones (27K stats); the other rates are assumptions, since no
-per-tab rates of the other labels are public.
+The truth file holds each task's probability given the row's features, marginalised over the
+chain (the Bayes-optimal score for a model that sees the features but not the other labels);
+``truth/latent/*.npy`` holds the tables it is computed from. The intercepts ``a`` are found by
+bisection so that the mean probability equals the target rate: per-tab click rates are the
+real ones (27K stats); the other rates are assumptions, since no per-tab rates of the other
+labels are public.
 """
 
 from __future__ import annotations
@@ -325,7 +331,28 @@ W_DUR = np.array([np.nan, 0.1, 0.0, 0.0, 0.0, 0.0, -0.6])   # click column is pe
 W_FOLLOWS = np.array([0.0, 0.1, 0.3, 0.0, 0.0, 0.0, 0.0])   # log follow_user_num
 W_AUTHOR_USER = np.array([0.0, 0.0, 0.0, 0.2, 0.1, 0.0, 0.0])  # is_video_author
 W_HOUR = np.array([0.15, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1])     # evening peak
-NOISE_STD = 0.5
+# PPNet structure: each user's own per-task weighting of the item side (ASSUMPTION: a plausible
+# shape, not measured; see docs/generator.md). Weights have PPNet's gate form 2*sigmoid(g), so
+# they stay in (0, 2): g_user[u,t] = SCALE_DEG[t]*DEGREE_SCALE[deg[u]] + SCALE_AUTHOR[t]*
+# (is_video_author[u] - 0.8) + SIG_SCALE[t]*(RHO_SCALE*z_u + sqrt(1 - RHO_SCALE^2)*z_ut).
+DEGREE_SCALE = {
+    "full_active": 0.6, "high_active": 0.2, "middle_active": -0.4, "2_14_day_new": -0.8,
+    "low_active": -1.0, "single_low_active": -1.2, "30day_retention": -0.8, "day_new": -0.8,
+    "UNKNOWN": 0.0,
+}
+SCALE_DEG = np.array([1.0, -0.8, 0.6, -1.0, 0.5, 1.0, 0.8])    # task direction of the degree
+SCALE_AUTHOR = np.array([0.0, 0.5, -0.7, 0.8, 0.5, 0.0, 0.0])  # creators weigh content apart
+SIG_SCALE = np.array([1.6, 1.8, 1.8, 1.8, 1.8, 1.6, 1.6])     # user's own gate-logit std
+RHO_SCALE = 0.5       # share of a user's gate logit common to all tasks
+K_FROM_M = -0.5       # popularity weight falls as taste weight rises: g_k = -0.5 g_user + ...
+SIG_K_OWN = 0.8       # user's own gate-logit std of the item-propensity weight beyond that
+SIG_SCALE_AUTHOR_ID = 0.8  # author's own gate-logit std (polarizing vs broad-appeal authors)
+#: Generator version, stored in generator_meta.json; bump it whenever the same arguments would
+#: give different data, so a cached folder from an older generator is not silently reused.
+#: 2: truth without unobservable row noise; per-user per-task multipliers; world over all tabs.
+GENERATOR_VERSION = 2
+#: Tabs generated when none are asked for (and the ones prepare.ensure_generated always adds).
+DEFAULT_TABS = (0, 1, 2, 4)
 #: Chain coefficients (on click, on long_view) of each task's logit.
 CHAIN = {
     "long_view": (2.5, 0.0), "is_like": (1.0, 1.8), "is_follow": (1.0, 1.5),
@@ -510,20 +537,27 @@ def _normalize(w: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
+def _rms_normalize(m: np.ndarray) -> np.ndarray:
+    """Columns scaled to a mean square of 1 (a multiplier then keeps a term's variance)."""
+    return m / np.sqrt(np.mean(m ** 2, axis=0, keepdims=True))
+
+
 # --------------------------------------------------------------------------------------------
 # Latent world: per-user / per-video tables of the label model
 # --------------------------------------------------------------------------------------------
 
 
 class _World:
-    """Latent parameters, precomputed as per-(entity, tab, task) base-logit tables."""
+    """Latent parameters, precomputed as per-(entity, tab, task) base-logit tables.
 
-    def __init__(self, rng: np.random.Generator, users: pd.DataFrame, videos: pd.DataFrame,
-                 tabs: Sequence[int]):
+    Built for all 15 tabs whatever tabs are generated, so a tab's parameters do not depend on
+    which other tabs share the file.
+    """
+
+    def __init__(self, rng: np.random.Generator, users: pd.DataFrame, videos: pd.DataFrame):
         U, V = len(users), len(videos)
-        K, T, D = LATENT_DIM, len(TASKS), len(tabs)
-        self.tabs = tuple(tabs)
-        self.tab_index = {t: i for i, t in enumerate(tabs)}
+        K, T, D = LATENT_DIM, len(TASKS), len(TAB_STATS)
+        tabs = tuple(range(D))
         deg = pd.Categorical(users["user_active_degree"], categories=DEGREES).codes
         f1 = users["onehot_feat1"].to_numpy()
         f2 = users["onehot_feat2"].to_numpy()
@@ -548,14 +582,14 @@ class _World:
         self.gates = gates / np.sqrt(1.25 * np.mean(gates ** 2, axis=1, keepdims=True) * K)
         self.user_vec = P
 
-        def effects(n: int) -> np.ndarray:
+        def effects(n: int, rho: np.ndarray | float) -> np.ndarray:
             shared = rng.standard_normal((n, T))
             own = rng.standard_normal((n, T))
-            return RHO_SHARED * shared[:, :1] + np.sqrt(1 - RHO_SHARED ** 2) * own
+            return rho * shared[:, :1] + np.sqrt(1 - rho ** 2) * own
 
-        BU = SIG_USER * effects(U)
-        BA = SIG_AUTHOR * effects(A)
-        BV = SIG_VIDEO * effects(V)
+        BU = SIG_USER * effects(U, RHO_SHARED)
+        BA = SIG_AUTHOR * effects(A, RHO_SHARED)
+        BV = SIG_VIDEO * effects(V, RHO_SHARED)
         lam = np.array([TAB_LAMBDA[t] for t in tabs])  # D x 3
         self.lam_aff = lam[:, 2]
         f1_eff = 0.5 * rng.normal(0, 0.35, (1, 7)) + 0.85 * rng.normal(0, 0.35, (D, 7))
@@ -565,6 +599,19 @@ class _World:
         follows = np.log1p(users["follow_user_num"].to_numpy(dtype=np.float64))
         follows = (follows - 4.9) / 1.8
         is_author = users["is_video_author"].to_numpy(dtype=np.float64)
+
+        # PPNet structure: per-user, per-task weights of the affinity (m_user) and of the
+        # item-side propensity (k_user), tied to user_active_degree, is_video_author and the
+        # user id, and per-author weights of the affinity (m_item, via author_id). Each is
+        # scaled to a mean square of 1 per task, so the terms keep their average variance.
+        g_user = (SCALE_DEG * np.array([DEGREE_SCALE[d] for d in DEGREES])[deg][:, None]
+                  + SCALE_AUTHOR * (is_author[:, None] - 0.8)
+                  + SIG_SCALE * effects(U, RHO_SCALE))
+        self.m_user = _rms_normalize(2 * _sigmoid(g_user))
+        self.k_user = _rms_normalize(2 * _sigmoid(K_FROM_M * g_user
+                                                  + SIG_K_OWN * rng.standard_normal((U, T))))
+        self.m_item = _rms_normalize(
+            2 * _sigmoid(SIG_SCALE_AUTHOR_ID * effects(A, RHO_SCALE)))[author_of]
 
         # user part: U x D x T
         up = lam[None, :, 0, None] * BU[:, None, :]
@@ -580,12 +627,12 @@ class _World:
         is_ad = (videos["video_type"] == "AD").to_numpy(dtype=np.float64)
         dur_w = np.tile(W_DUR, (D, 1))
         dur_w[:, 0] = [DUR_CLICK.get(t, DEFAULT_DUR_CLICK) for t in tabs]
-        ip = lam[None, :, 1, None] * (BA[author_of] + BV)[:, None, :]
-        ip = ip + W_TAG[None, None, :] * tag_eff.T[tag1][:, :, None]
+        # item side: the propensity (weighted per user by k_user) and the rest, V x D x T
+        self.item_prop = lam[None, :, 1, None] * (BA[author_of] + BV)[:, None, :]
+        ip = W_TAG[None, None, :] * tag_eff.T[tag1][:, :, None]
         ip = ip + dur_w[None, :, :] * zdur[:, None, None]
         ip = ip + (W_AD * is_ad[:, None])[:, None, :]
-        self.item_part = ip
-        self.click_item = lam[None, :, 1] * (BA[author_of, 0] + BV[:, 0])[:, None]  # V x D
+        self.item_rest = ip
 
         # Exposure volume: activity x per-tab participation (27K stats: active users per tab).
         act = np.array([DEGREE_ACTIVITY[d] for d in DEGREES])[deg] * rng.lognormal(0, 0.8, U)
@@ -602,6 +649,31 @@ class _World:
 
     def affinity(self, u: np.ndarray, v: np.ndarray, d: np.ndarray) -> np.ndarray:
         return np.einsum("nk,nk->n", self.user_vec[u] * self.gates[d], self.item_vec[v])
+
+    def click_score(self, u: np.ndarray, v: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """The item-dependent part of the click logit (what the feed policy ranks by)."""
+        return (self.lam_aff[d] * self.m_user[u, 0] * self.m_item[v, 0] * self.affinity(u, v, d)
+                + self.k_user[u, 0] * self.item_prop[v, d, 0])
+
+    def logits(self, u: np.ndarray, v: np.ndarray, d: np.ndarray,
+               hour: np.ndarray) -> np.ndarray:
+        """Base logits (n x tasks, no intercepts): a function of what a model can observe."""
+        s = self.user_part[u, d] + self.item_rest[v, d]
+        s += self.k_user[u] * self.item_prop[v, d]
+        aff = (self.lam_aff[d] * self.affinity(u, v, d))[:, None]
+        s += aff * W_AFF * self.m_user[u] * self.m_item[v]
+        s += W_HOUR[None, :] * np.cos(2 * np.pi * (hour - 21) / 24.0)[:, None]
+        return s
+
+    def latent_arrays(self, tabs: Sequence[int]) -> dict[str, np.ndarray]:
+        """The tables the truth is computed from, for the generated tabs (saved under
+        truth/latent/ so a test or an analysis can recompute every probability)."""
+        t = np.asarray(tabs)
+        return {"tabs": t, "user_part": self.user_part[:, t], "item_rest": self.item_rest[:, t],
+                "item_prop": self.item_prop[:, t], "k_user": self.k_user,
+                "m_user": self.m_user, "m_item": self.m_item, "user_vec": self.user_vec,
+                "item_vec": self.item_vec, "gates": self.gates[t], "lam_aff": self.lam_aff[t],
+                "w_aff": W_AFF, "w_hour": W_HOUR}
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,13 +692,12 @@ def _sample_rows(rng: np.random.Generator, world: _World, n: int, start: _dt.dat
                  tab_shares: dict[int, float], is_rand: bool) -> _Rows:
     tabs = np.asarray(list(tab_shares))
     counts = rng.multinomial(n, _normalize(list(tab_shares.values())))
-    tab = np.repeat(tabs, counts)
-    di = np.array([world.tab_index[t] for t in tab], dtype=np.int64)
+    tab = np.repeat(tabs, counts).astype(np.int64)
     U, V = world.user_weight.shape[0], world.video_pop.size
     user = np.empty(n, dtype=np.int64)
     off = 0
     for t, c in zip(tabs, counts):
-        w = _normalize(world.user_weight[:, world.tab_index[t]])
+        w = _normalize(world.user_weight[:, t])
         user[off:off + c] = rng.choice(U, size=c, p=w)
         off += c
     if is_rand:  # random exposure: uniform over the candidate pool
@@ -635,8 +706,7 @@ def _sample_rows(rng: np.random.Generator, world: _World, n: int, start: _dt.dat
         cand = rng.choice(V, size=(n, N_POLICY_CANDIDATES), p=world.video_pop)
         score = np.empty(cand.shape)
         for j in range(N_POLICY_CANDIDATES):
-            score[:, j] = world.lam_aff[di] * world.affinity(user, cand[:, j], di) \
-                + world.click_item[cand[:, j], di] + rng.standard_normal(n)
+            score[:, j] = world.click_score(user, cand[:, j], tab) + rng.standard_normal(n)
         video = cand[np.arange(n), np.argmax(score, axis=1)]
     day = rng.integers(0, days, size=n)
     hour = _categorical(rng, HOUR_WEIGHTS, n)
@@ -647,16 +717,12 @@ def _sample_rows(rng: np.random.Generator, world: _World, n: int, start: _dt.dat
     ], dtype=np.int64) - BEIJING_UTC_OFFSET_MS
     time_ms = midnight[day] + hour * 3_600_000 + rng.integers(0, 3_600_000, size=n)
     order = np.lexsort((time_ms, user))
-    user, video, tab, di, day, hour, time_ms = (
-        a[order] for a in (user, video, tab, di, day, hour, time_ms))
+    user, video, tab, day, hour, time_ms = (
+        a[order] for a in (user, video, tab, day, hour, time_ms))
     date_int = np.array([int((start + _dt.timedelta(days=k)).strftime("%Y%m%d"))
                          for k in range(days)], dtype=np.int64)[day]
-
-    base = world.user_part[user, di] + world.item_part[video, di]
-    base += world.lam_aff[di, None] * W_AFF[None, :] * world.affinity(user, video, di)[:, None]
-    base += W_HOUR[None, :] * np.cos(2 * np.pi * (hour - 21) / 24.0)[:, None]
-    shared = rng.standard_normal((n, 1))
-    base += NOISE_STD * (0.7 * shared + 0.714 * rng.standard_normal((n, len(TASKS))))
+    # No row-level noise: the truth must be what a model can reach from the row's features.
+    base = world.logits(user, video, tab, hour)
     # hourmin = Beijing hour x 100, minutes dropped (official README example: a time_ms at
     # 04:16 Beijing time has hourmin 400).
     return _Rows(n=n, user=user, video=video, tab=tab, date=date_int,
@@ -908,15 +974,28 @@ def log_file_name(kind: str, period: str, version: str = "pure") -> str:
     return f"log_{kind}_{period}_{version}.csv"
 
 
+def generator_args(rows: int, *, users: int = 5000, videos: int = 2000, authors: int = 600,
+                   seed: int = 0, tabs: Iterable[int] | str = DEFAULT_TABS,
+                   random_rows: int = 0, version: str = "pure") -> dict:
+    """Every argument that changes the data, as stored in ``generator_meta.json["args"]``
+    (prepare.ensure_generated compares a folder's meta with this before reusing it)."""
+    return {"rows": int(rows), "users": int(users), "videos": int(videos),
+            "authors": int(authors), "seed": int(seed), "tabs": list(_parse_tabs(tabs)),
+            "random_rows": int(random_rows), "version": version,
+            "generator_version": GENERATOR_VERSION}
+
+
 def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
-             authors: int = 600, seed: int = 0, tabs: Iterable[int] | str = (0, 1, 2, 4),
+             authors: int = 600, seed: int = 0, tabs: Iterable[int] | str = DEFAULT_TABS,
              random_rows: int = 0, version: str = "pure", progress: bool = True) -> dict:
     """Write a KuaiRand-format dataset to ``out_dir`` and return its summary.
 
     ``rows`` is the total of the two standard logs, split 14:17 by their day counts. The
-    summary (also written to ``generator_meta.json``) has the file paths, row counts, the
-    realized per-file / per-tab label rates, the calibrated intercepts and the oracle AUC
-    (truth probabilities vs drawn labels) of each task on the 4_22_to_5_08 file.
+    summary (also written to ``generator_meta.json``, last, so a folder with logs but no meta
+    is an interrupted or older generation) has the arguments (``generator_args``), the file
+    paths, row counts, the realized per-file / per-tab label rates, the calibrated intercepts
+    and the ceiling AUC (truth probabilities vs drawn labels) of each task on the
+    4_22_to_5_08 file.
     """
     t_start = time.time()
     tabs = _parse_tabs(tabs)
@@ -924,6 +1003,9 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
         raise ValueError("need rows >= 2, users >= 1, 1 <= authors <= videos, random_rows >= 0")
     if not version.isalnum():
         raise ValueError(f"version must be alphanumeric, got {version!r}")
+    meta_path = os.path.join(out_dir, "generator_meta.json")
+    if os.path.exists(meta_path):  # rewritten at the end; gone meanwhile, so an interrupted
+        os.remove(meta_path)       # run never leaves new logs beside an old meta
     os.makedirs(os.path.join(out_dir, "truth"), exist_ok=True)
     ss = np.random.SeedSequence(seed)
     r_users, r_videos, r_world, r_calib, *r_files = (np.random.default_rng(s)
@@ -945,7 +1027,12 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
     if not rand_shares:  # no requested tab occurs in the real random log: reuse the standard
         rand_shares = dict(std_shares)  # shares, with the real random/standard click ratio.
         rand_click = {t: TAB_STATS[t][1] * 0.17616 / 0.37872 for t in tabs}
-    world = _World(r_world, users_df, videos_df, tabs)
+    world = _World(r_world, users_df, videos_df)
+    latent_dir = os.path.join(out_dir, "truth", "latent")
+    os.makedirs(latent_dir, exist_ok=True)
+    for key, arr in world.latent_arrays(tabs).items():
+        np.save(os.path.join(latent_dir, f"{key}.npy"), arr)
+    paths["truth/latent"] = latent_dir
     _log(progress, f"latent world ready ({time.time() - t_start:.1f}s since start)")
 
     n_a = int(round(rows * 14 / 31))
@@ -997,9 +1084,8 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
 
     summary = {
         "out_dir": os.path.abspath(out_dir),
-        "args": {"rows": rows, "users": users, "videos": videos, "authors": authors,
-                 "seed": seed, "tabs": list(tabs), "random_rows": random_rows,
-                 "version": version},
+        "args": generator_args(rows, users=users, videos=videos, authors=authors, seed=seed,
+                               tabs=tabs, random_rows=random_rows, version=version),
         "files": paths,
         "rows": summary_rows,
         "target_click_rate": {str(t): TAB_STATS[t][1] for t in tabs},
@@ -1013,11 +1099,12 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
     }
     meta = {k: v for k, v in summary.items() if k not in ("out_dir", "files", "seconds")}
     meta["files"] = {k: os.path.relpath(v, out_dir) for k, v in paths.items()}
-    paths["generator_meta"] = os.path.join(out_dir, "generator_meta.json")
-    with open(paths["generator_meta"], "w") as f:
+    paths["generator_meta"] = meta_path
+    with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
-    _log(progress, f"done in {summary['seconds']}s; oracle AUC "
+    os.replace(meta_path + ".tmp", meta_path)
+    _log(progress, f"done in {summary['seconds']}s; ceiling AUC "
                    + ", ".join(f"{t}={a:.3f}" for t, a in oracle.items()))
     return summary
 

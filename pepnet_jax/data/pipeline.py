@@ -240,7 +240,9 @@ def _cache_config(data_config: Any, spec: DataSpec) -> dict[str, Any]:
                                              for k, v in splits.items()},
                 version=data_config.get('version', 'auto'),
                 random_log_split=data_config.get('random_log_split', ''),
-                max_rows=int(data_config.get('max_rows', 0) or 0))
+                max_rows=int(data_config.get('max_rows', 0) or 0),
+                **({'max_rows_seed': int(data_config.get('seed', 0) or 0)}
+                   if data_config.get('max_rows', 0) else {}))
 
 
 def load_datasets(data_config: Any, workdir: str | Path

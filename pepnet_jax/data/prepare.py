@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import json
 import os
 
 import ml_collections
+
+from pepnet_jax.data.errors import DataError
 
 
 def data_dir(config, workdir: str) -> str:
@@ -15,9 +18,70 @@ def data_dir(config, workdir: str) -> str:
   return os.path.abspath(config.data.dir or os.path.join(workdir, 'data'))
 
 
+def generated_tabs(config) -> tuple[int, ...]:
+  """Tabs a generated folder holds: the standard four plus any that config.data.tabs adds.
+
+  The reader drops rows of other tabs, so configs that only narrow config.data.tabs (e.g.
+  experiments/narrow_settings.py) share one folder, the same data, with the rest. Not all 15
+  tabs: predict mode rejects a tab outside config.data.tabs, so a generated log could then not
+  be predicted on with the default tabs.
+  """
+  from pepnet_jax.data import kuairand_synth
+  return tuple(sorted(set(kuairand_synth.DEFAULT_TABS) | {int(t) for t in config.data.tabs}))
+
+
+def expected_generator_args(config) -> dict:
+  """generator_meta.json["args"] of the folder this config asks for."""
+  from pepnet_jax.data import kuairand_synth
+  gen = config.data.generate
+  return kuairand_synth.generator_args(
+      int(gen.rows), users=int(gen.users), videos=int(gen.videos), authors=int(gen.authors),
+      seed=int(gen.seed), tabs=generated_tabs(config), random_rows=int(gen.random_rows))
+
+
+# Where each generator argument comes from, for the error message.
+_ARG_SOURCE = {'rows': 'config.data.generate.rows', 'users': 'config.data.generate.users',
+               'videos': 'config.data.generate.videos', 'authors': 'config.data.generate.authors',
+               'seed': 'config.data.generate.seed',
+               'random_rows': 'config.data.generate.random_rows',
+               'tabs': 'config.data.tabs; a run generates 0, 1, 2, 4 and any it adds',
+               'version': 'file-name suffix', 'generator_version': 'the generator code'}
+
+
+def check_generated_folder(directory: str, want: dict) -> None:
+  """DataError unless ``directory``'s generator_meta.json records exactly ``want``.
+
+  Generated folders are reused by name, and a name need not say everything that shaped the
+  data (configs.use_generated_data names rows, users, videos and seed), so two configs could
+  otherwise read each other's data without a word.
+  """
+  fix = (f'Point config.data.dir at another folder, or delete {directory} so that it is '
+         'generated again')
+  meta_path = os.path.join(directory, 'generator_meta.json')
+  try:
+    with open(meta_path) as f:
+      have = json.load(f).get('args', {})
+  except FileNotFoundError:
+    raise DataError(
+        f'{directory} holds KuaiRand logs but no generator_meta.json, so it cannot be checked '
+        f'against config.data.generate (rows={want["rows"]:,}): it was made by an older '
+        'generator, by a generation that was interrupted, or it is a downloaded dataset. '
+        f'{fix}; or, to read it as it is, set config.data.generate.rows=0') from None
+  except (ValueError, AttributeError) as e:
+    raise DataError(f'{meta_path} is not a generator meta file ({e}). {fix}') from None
+  show = lambda v: 'missing (older generator: 1)' if v is None else repr(v)
+  diff = [f'{k}: folder {show(have.get(k))}, config {want[k]!r} ({_ARG_SOURCE.get(k, k)})'
+          for k in want if have.get(k) != want[k]]
+  if diff:
+    raise DataError(f'{directory} was generated with other arguments than this config asks '
+                    f'for; {"; ".join(diff)}. {fix}')
+
+
 def ensure_generated(config, workdir: str) -> str:
   """Generates a KuaiRand-format dataset when ``config.data.generate.rows`` > 0
-  and the directory has no logs yet; returns the data directory."""
+  and the directory has no logs yet; an existing generated folder must have been
+  generated with this config's arguments (DataError otherwise). Returns the data
+  directory. Real data (generate.rows == 0) is never checked."""
   d = data_dir(config, workdir)
   gen = config.data.generate
   if not config.data.dir and not gen.rows:
@@ -25,12 +89,19 @@ def ensure_generated(config, workdir: str) -> str:
         'config.data.dir is empty and config.data.generate.rows is 0: pass '
         '--config.data.dir=/path/to/KuaiRand-Pure/data (see README, "Train on KuaiRand") '
         'or set --config.data.generate.rows=N to generate a KuaiRand-format dataset')
-  if config.data.format == 'kuairand' and gen.rows and not glob.glob(os.path.join(d, 'log_standard_*.csv')):
-    from pepnet_jax.data import kuairand_synth
-    print(f'Generating a KuaiRand-format dataset ({gen.rows:,} log rows) in {d}', flush=True)
-    kuairand_synth.generate(d, rows=int(gen.rows), users=int(gen.users), videos=int(gen.videos),
-                            authors=int(gen.authors), seed=int(gen.seed),
-                            tabs=tuple(config.data.tabs), random_rows=int(gen.random_rows))
+  if config.data.format == 'kuairand' and gen.rows:
+    want = expected_generator_args(config)
+    if (glob.glob(os.path.join(d, 'log_standard_*.csv'))
+        or os.path.exists(os.path.join(d, 'generator_meta.json'))):
+      check_generated_folder(d, want)
+    else:
+      from pepnet_jax.data import kuairand_synth
+      print(f'Generating a KuaiRand-format dataset ({gen.rows:,} log rows, tabs '
+            f'{want["tabs"]}) in {d}', flush=True)
+      kuairand_synth.generate(d, rows=want['rows'], users=want['users'],
+                              videos=want['videos'], authors=want['authors'],
+                              seed=want['seed'], tabs=want['tabs'],
+                              random_rows=want['random_rows'])
   return d
 
 

@@ -1,0 +1,82 @@
+"""The oracle report: per task and tab, the ceiling AUC of the truth files and the share of its
+lift over 0.5 that a model reaches."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from pepnet_jax import oracle
+from pepnet_jax.data import kuairand_synth as ks
+
+TASKS = ('is_click', 'long_view')
+TABS = (0, 1)
+TEST = ('20220429', '20220508')
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('oracle')
+  data = root / 'data'
+  ks.generate(str(data), 8000, users=300, videos=150, authors=50, seed=3, tabs=TABS,
+              progress=False)
+  wd = root / 'run'
+  wd.mkdir()
+  cfg = dict(data=dict(dir=str(data), tasks=list(TASKS), tabs=list(TABS),
+                       splits=dict(train=('20220408', '20220421'), test=TEST)))
+  (wd / 'config.json').write_text(json.dumps(cfg))
+  model = {'is_click': 0.70, 'long_view': 0.65}
+  rep = dict(split='test', overall={t: {'auc': a} for t, a in model.items()},
+             domains={str(d): {t: {'auc': a - 0.01 * d} for t, a in model.items()}
+                      for d in TABS})
+  (wd / 'report.json').write_text(json.dumps(rep))
+  return wd, data, model
+
+
+def test_ceiling_and_lift_share_per_task_and_tab(workdir):
+  wd, data, model = workdir
+  out = oracle.compare(str(wd))
+  log = pd.read_csv(data / 'log_standard_4_22_to_5_08_pure.csv')
+  truth = pd.read_csv(data / 'truth' / 'log_standard_4_22_to_5_08_pure.csv')
+  test = log['date'].between(int(TEST[0]), int(TEST[1])).to_numpy()
+  assert out['rows'] == int(test.sum()) and out['generator_version'] == ks.GENERATOR_VERSION
+  assert 'warning' not in out
+  table = {(r['domain'], r['task']): r for r in out['table']}
+  assert set(table) == {(d, t) for d in ('all', '0', '1') for t in TASKS}
+  for (dom, task), r in table.items():
+    rows = test if dom == 'all' else test & (log['tab'] == int(dom)).to_numpy()
+    ceiling = ks.auc(log[task].to_numpy()[rows], truth[f'p_{task}'].to_numpy()[rows])
+    assert r['oracle_auc'] == pytest.approx(ceiling, abs=1e-9)
+    m = model[task] - (0 if dom == 'all' else 0.01 * int(dom))
+    assert r['model_auc'] == pytest.approx(m)
+    assert r['lift_share'] == pytest.approx((m - 0.5) / (ceiling - 0.5))
+    assert 0 < r['lift_share'] < 1  # a 0.70 model is below a reachable ~0.8 ceiling
+  text = oracle.format_comparison(out)
+  assert 'ceiling' in text and 'share' in text
+  share = table[('all', 'is_click')]['lift_share']
+  assert f'{share:.4f}' in text
+  assert json.loads((wd / 'oracle_vs_model.json').read_text())['table'][0]['lift_share'] == \
+      pytest.approx(out['table'][0]['lift_share'])
+
+
+def test_lift_share_edge_cases():
+  assert oracle.lift_share(0.75, 0.8) == pytest.approx(0.25 / 0.3)
+  assert oracle.lift_share(0.5, 0.8) == 0.0
+  assert oracle.lift_share(0.45, 0.8) < 0  # worse than chance stays visible
+  assert oracle.lift_share(None, 0.8) is None
+  assert oracle.lift_share(0.7, float('nan')) is None
+  assert oracle.lift_share(0.7, 0.5) is None  # no lift to share
+
+
+def test_truth_from_an_older_generator_is_flagged(workdir):
+  wd, data, _ = workdir
+  meta = json.loads((data / 'generator_meta.json').read_text())
+  old = dict(meta, args={k: v for k, v in meta['args'].items() if k != 'generator_version'})
+  saved = (data / 'generator_meta.json').read_text()
+  try:
+    (data / 'generator_meta.json').write_text(json.dumps(old))
+    out = oracle.compare(str(wd))
+    assert out['generator_version'] == 1 and 'not reachable' in out['warning']
+    assert oracle.format_comparison(out).startswith('warning:')
+  finally:
+    (data / 'generator_meta.json').write_text(saved)
