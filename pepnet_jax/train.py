@@ -562,17 +562,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   finally:
     checkpointer.close()
     writer.close()
+    if best_ckpt:
+      best_ckpt.close()  # an interrupted run still lands its best step
   report_step, selected = total, None
   if selector and selector.best_step:
-    best_ckpt.wait()
+    best_ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
     state, best_meta, report_step = best_ckpt.restore_latest(state)
+    best_ckpt.close()
     selected = dict(metric=selector.metric, value=selector.best_value, step=report_step,
                     stopped_at=selector.stopped_at or None, last_step=checkpointer.latest_step())
     print(f'Best validation {selector.metric} {selector.best_value:.4f} at step {report_step}'
           f'{f" (stopped early at step {selector.stopped_at})" if selector.stopped_at else ""};'
           ' the report uses that step', flush=True)
-  if best_ckpt:
-    best_ckpt.close()
   split = tc.get('report_split', 'test')
   if split not in datasets:
     split = 'valid'
