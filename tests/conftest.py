@@ -102,3 +102,28 @@ def kuairand_config(directory: Path, **overrides) -> ml_collections.ConfigDict:
 @pytest.fixture
 def kuairand_dir(tmp_path) -> Path:
     return write_kuairand_dir(tmp_path / 'kuairand')
+
+
+def aliccp_config(directory: Path, **overrides) -> ml_collections.ConfigDict:
+    from pepnet_jax.features import aliccp_features, aliccp_groups
+    cfg = dict(format='aliccp', dir=str(directory), version='auto', cache_dir='',
+               splits=dict(train='ali_ccp_train', valid='ali_ccp_val', test='ali_ccp_test'),
+               tabs=(1, 2, 3), tasks=('click', 'purchase'), group_column='101', max_rows=0,
+               features=aliccp_features(), groups=aliccp_groups(), batch_size=16,
+               eval_batch_size=32, seed=0)
+    cfg.update(overrides)
+    return ml_collections.ConfigDict(cfg)
+
+
+class ReadCounter:
+    """Counts calls of kuairand.read_splits (a cache hit reads no CSV)."""
+
+    def __init__(self, monkeypatch):
+        from pepnet_jax.data import kuairand
+        self.calls = 0
+        real = kuairand.read_splits
+
+        def wrapped(*a, **k):
+            self.calls += 1
+            return real(*a, **k)
+        monkeypatch.setattr(kuairand, 'read_splits', wrapped)

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import shutil
 
-import ml_collections
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ALICCP_SHARED, require
+from conftest import ALICCP_SHARED, aliccp_config, require
 from pepnet_jax.data import aliccp, pipeline
 from pepnet_jax.data.errors import DataError
-from pepnet_jax.features import aliccp_features, aliccp_groups, spec_from_config
+from pepnet_jax.features import spec_from_config
 
 
-def _cfg(directory, **over) -> ml_collections.ConfigDict:
-    cfg = dict(format='aliccp', dir=str(directory), version='auto', cache_dir='',
-               splits=dict(train='ali_ccp_train', valid='ali_ccp_val', test='ali_ccp_test'),
-               tabs=(1, 2, 3), tasks=('click', 'purchase'), group_column='101', max_rows=0,
-               features=aliccp_features(), groups=aliccp_groups(), batch_size=16,
-               eval_batch_size=32, seed=0)
-    cfg.update(over)
-    return ml_collections.ConfigDict(cfg)
+_cfg = aliccp_config
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import kuairand_config, make_log
+from conftest import ReadCounter, aliccp_config, kuairand_config, make_log
 from pepnet_jax import predict
 from pepnet_jax.data import aliccp, cache, errors, kuairand, pipeline
 from pepnet_jax.data.errors import DataError
 from pepnet_jax.data.vocab import Vocab
-from pepnet_jax.features import (DataSpec, FeatureSpec, aliccp_features, aliccp_groups,
-                                 spec_from_config)
+from pepnet_jax.features import DataSpec, FeatureSpec, aliccp_features, spec_from_config
 
 TRAIN_LOG = 'log_standard_4_08_to_4_21_pure.csv'
 TEST_LOG = 'log_standard_4_22_to_5_08_pure.csv'
@@ -116,14 +115,7 @@ def test_lines_count_blank_lines_and_quoted_newlines(tmp_path, monkeypatch, bloc
     assert frame['b'].tolist() == ['x,\ny', 'z', 'w'] and frame['c'].tolist() == [3, 6, 8]
 
 
-def _aliccp_cfg(directory: Path, **over) -> ml_collections.ConfigDict:
-    cfg = dict(format='aliccp', dir=str(directory), version='auto', cache_dir='',
-               splits=dict(train='ali_ccp_train', valid='ali_ccp_val', test='ali_ccp_test'),
-               tabs=(1, 2, 3), tasks=('click', 'purchase'), group_column='101', max_rows=0,
-               features=aliccp_features(), groups=aliccp_groups(), batch_size=16,
-               eval_batch_size=32, seed=0)
-    cfg.update(over)
-    return ml_collections.ConfigDict(cfg)
+_aliccp_cfg = aliccp_config
 
 
 def _aliccp_file(path: Path, n: int, seed: int, domains=(1, 2, 3)) -> pd.DataFrame:
@@ -247,15 +239,7 @@ def test_aliccp_domain_drops_are_counted(tmp_path, capsys):
 # ------------------------------------------------------------------ 5. damaged cache
 
 
-class _Counter:
-    def __init__(self, monkeypatch):
-        self.calls = 0
-        real = kuairand.read_splits
-
-        def wrapped(*a, **k):
-            self.calls += 1
-            return real(*a, **k)
-        monkeypatch.setattr(kuairand, 'read_splits', wrapped)
+_Counter = ReadCounter
 
 
 def _arrays(datasets) -> dict[str, dict[str, np.ndarray]]:

@@ -1,7 +1,6 @@
 """Regularisers of the training recipe: tower dropout and L2 on touched embedding rows."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -16,7 +16,6 @@ import threading
 
 import pytest
 
-from pepnet_jax import aggregate as agg
 from pepnet_jax import sweep as sw
 from pepnet_jax.sweeps import search as search_lib
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import KUAIRAND_SHARED, kuairand_config, require
-from pepnet_jax.data import cache, kuairand, pipeline
+from conftest import KUAIRAND_SHARED, ReadCounter, kuairand_config, require
+from pepnet_jax.data import cache, pipeline
 from pepnet_jax.data.vocab import Vocab
 from pepnet_jax.features import DataSpec, spec_from_config
 
@@ -136,15 +136,7 @@ def test_real_missing_codes_map_to_oov(kuairand_dir, tmp_path):
     assert vocab.encode_feature('user_active_degree', frame['user_active_degree'])[1] == 1
 
 
-class _Counter:
-    def __init__(self, monkeypatch):
-        self.calls = 0
-        real = kuairand.read_splits
-
-        def wrapped(*a, **k):
-            self.calls += 1
-            return real(*a, **k)
-        monkeypatch.setattr(kuairand, 'read_splits', wrapped)
+_Counter = ReadCounter
 
 
 def test_cache_hit_skips_csv_and_rebuilds_on_spec_or_file_change(kuairand_dir, tmp_path, monkeypatch):
