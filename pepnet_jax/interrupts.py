@@ -69,3 +69,22 @@ def deferred(flag: StopFlag, signums=(signal.SIGINT, signal.SIGTERM)):
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
+
+
+def agreed_signal(flag: StopFlag, step: int, every: int) -> int:
+  """The signal every process acts on at ``step`` (0 = go on).
+
+  One process: its own flag, at every step. Several (multi-host): each host
+  gets its SIGTERM at a different step, and a host that stops alone leaves
+  the others hanging in the next collective; so the hosts compare flags
+  every ``every`` steps (one tiny all-gather) and stop together at the same
+  step when any of them was signalled.
+  """
+  import jax
+  if jax.process_count() == 1:
+    return flag.signum
+  if step % max(int(every), 1):
+    return 0
+  from jax.experimental import multihost_utils
+  import numpy as np
+  return int(np.max(multihost_utils.process_allgather(np.int32(flag.signum))))

@@ -546,7 +546,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           if checkpointer.latest_step() != step:
             checkpointer.save(step, state, meta=run_meta, force=True)
           break
-        if stop.signum:
+        signum = interrupts.agreed_signal(stop, step, tc.log_every)
+        if signum:
+          stop.signum = signum
           guard.check()
           if checkpointer.latest_step() != step:
             checkpointer.save(step, state, meta=run_meta, force=True)

@@ -68,3 +68,37 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
     np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
   # The mid-run checkpoint written by both processes restores too.
   assert params_at(multi, 6).keys() == a.keys()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_host_stops_both_at_the_same_step(tmp_path):
+  """Preemption reaches hosts at different steps; a host that stopped alone
+  would leave the other waiting in a collective. Both stop together, save one
+  checkpoint at the same step and exit 143."""
+  import re
+  import signal
+  import time
+  run_py = os.path.join(REPO, 'run.py')
+  data, multi, port = tmp_path / 'data', tmp_path / 'multi', free_port()
+  args = [a for a in ARGS if not a.startswith('--config.train.num_steps')]
+  procs = [subprocess.Popen(
+      [sys.executable, run_py, *args, '--config.train.num_steps=3000',
+       '--config.train.log_every=5', '--config.train.checkpoint_every=0',
+       '--config.train.patience=0', f'--workdir={multi}', f'--config.data.dir={data}',
+       '--config.distributed.enabled=true',
+       f'--config.distributed.coordinator_address=127.0.0.1:{port}',
+       '--config.distributed.num_processes=2', f'--config.distributed.process_id={i}'],
+      env=env_for(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  deadline = time.time() + 600
+  for line in procs[0].stdout:
+    if re.match(r'step +\d+/3000', line) or time.time() > deadline:
+      break
+  procs[1].send_signal(signal.SIGTERM)
+  logs = [p.communicate(timeout=600)[0] for p in procs]
+  assert [p.returncode for p in procs] == [143, 143], '\n'.join(l[-3000:] for l in logs)
+  stopped = {int(m) for l in logs for m in re.findall(r'stopped at step (\d+) of 3000', l)}
+  assert len(stopped) == 1, logs
+  step = stopped.pop()
+  assert step % 5 == 0 and 0 < step < 3000
+  assert sorted(int(n) for n in os.listdir(multi / 'checkpoints') if n.isdigit()) == [step]
