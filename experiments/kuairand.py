@@ -30,12 +30,16 @@ Presets (comma-separated):
 """
 
 from pepnet_jax import configs
+from pepnet_jax.data import formats
 
 
 def get_config(preset: str = ''):
   c = configs.base_config()
   c.data.format = 'kuairand'
   c.data.dir = ''  # required: --config.data.dir=/path/to/KuaiRand-Pure/data
+  # The format's split dates, spelled out so that one can be changed on the command line
+  # (--config.data.splits.valid="('20220422', '20220425')").
+  c.data.splits = {k: tuple(v) for k, v in formats.get('kuairand').splits.items()}
   configs.apply_recipe(c, 'converge', max_epochs=20)
   c.train.log_every = 100
   c.train.checkpoint_every = 500

@@ -13,7 +13,7 @@ Presets (comma-separated): paper_lr, rows=N, epochs=N.
 
 from pepnet_jax import configs
 
-ONE_TAB = {'data.tabs': (1,)}
+ONE_TAB = {'data.domains': (1,)}
 ONE_TASK = {'data.tasks': ('is_click',)}
 NO_GATES = {'model.use_epnet': False, 'model.use_ppnet': False}
 

@@ -23,30 +23,13 @@ import numpy as np
 
 from pepnet_jax.features import OOV_ID, PAD_ID
 
-_KUAIRAND_USER = (
-    ['user_id', 'user_active_degree', 'is_lowactive_period', 'is_live_streamer',
-     'is_video_author', 'follow_user_num', 'follow_user_num_range', 'fans_user_num',
-     'fans_user_num_range', 'friend_user_num', 'friend_user_num_range', 'register_days',
-     'register_days_range'] + [f'onehot_feat{i}' for i in range(18)])
-_KUAIRAND_VIDEO = ['video_id', 'author_id', 'video_type', 'upload_dt', 'upload_type',
-                   'visible_status', 'video_duration', 'server_width', 'server_height',
-                   'music_id', 'music_type', 'tag']
-
-# Per format: entity -> the raw columns that come with it (its id and the
-# columns of its feature file). Ali-CCP's field ids: 1xx user, 2xx item.
-ENTITY_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
-    'kuairand': {'user': tuple(_KUAIRAND_USER), 'video': tuple(_KUAIRAND_VIDEO)},
-    'aliccp': {'user': ('101', '121', '122', '124', '125', '126', '127', '128', '129',
-                        '109_14', '110_14', '127_14', '150_14', 'D109_14', 'D110_14',
-                        'D127_14', 'D150_14'),
-               'item': ('205', '206', '207', '210', '216')},
-}
-
 
 def entity_features(data_spec) -> dict[str, list[str]]:
   """entity -> names of the features computed from its columns (domain-side
-  features, shared=False, never count: a domain is never unseen)."""
-  columns = ENTITY_COLUMNS.get(data_spec.format, {})
+  features, shared=False, never count: a domain is never unseen). Which raw
+  columns come with which entity is the format's (``DataFormat.entities``)."""
+  from pepnet_jax.data import formats
+  columns = formats.get(data_spec.format).entities
   out = {}
   for entity, cols in columns.items():
     names = [f.name for f in data_spec.features

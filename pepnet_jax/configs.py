@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import ml_collections
 
-KUAIRAND_TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hate',
-                  'long_view')
-
-
 def optim_config(embed_lr: float = 0.05, dense_lr: float = 5e-6) -> ml_collections.ConfigDict:
   """The paper's recipe: AdaGrad on embedding tables, Adam on the rest."""
   c = ml_collections.ConfigDict()
@@ -34,17 +30,29 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   # ---- data: files -> features -> batches (see pepnet_jax/features.py) ----
+  # Empty fields (tasks, domains, splits, domain_column, group_column, features,
+  # groups) take the format's defaults, from its DataFormat record.
   c.data = ml_collections.ConfigDict()
-  c.data.format = 'kuairand'          # kuairand | aliccp
+  # A registered format (pepnet_jax/data/formats.py): kuairand | aliccp | the
+  # name of a module in pepnet_jax/data | an import path 'my_pkg.my_format'.
+  c.data.format = 'kuairand'
   c.data.dir = ''                     # folder with the dataset's files
   c.data.version = 'auto'             # KuaiRand: pure | 1k | 27k | auto (from file names)
   c.data.cache_dir = ''               # columnar cache; '' = <workdir>/cache
-  c.data.splits = dict(train=('20220408', '20220421'), valid=('20220422', '20220428'),
-                       test=('20220429', '20220508'))  # inclusive date ranges
+  # {split: what the reader reads}: KuaiRand inclusive date ranges
+  # (train=('20220408', '20220421'), ...), Ali-CCP file stems. Set it whole:
+  # --config.data.splits="{'train': ('20220408', '20220417'), ...}".
+  c.data.splits = {}
   c.data.random_log_split = ''        # e.g. 'test_random': also read log_random_* as a split
-  c.data.tabs = (0, 1, 2, 4)          # domains kept, in domain-index order
-  c.data.tasks = KUAIRAND_TASKS
-  c.data.group_column = 'user_id'     # GAUC groups
+  # Raw values of domain_column kept, in domain-index order: ints (KuaiRand
+  # tabs: the format's default is 0, 1, 2, 4) or strings ('home,search').
+  c.data.domains = ()
+  c.data.tabs = ()                    # deprecated alias of domains (old configs); set one
+  c.data.domain_column = ''           # KuaiRand 'tab', Ali-CCP '301'
+  c.data.tasks = ()                   # label columns, one task each
+  # GAUC groups: a column, or columns joined by commas ('user_id,tab': one
+  # group per user and domain). KuaiRand's default is 'user_id'.
+  c.data.group_column = ''
   c.data.max_rows = 0                 # a seeded random sample of each split (data.seed); 0 = all
   c.data.features = []                # FeatureSpec dicts; [] = the format's preset
   c.data.crosses = ()                 # e.g. ('tab,video_id',): cross features added to the
@@ -232,8 +240,8 @@ LEAN_FEATURES = ('user_id', 'video_id', 'author_id', 'tab', 'user_active_degree'
 def lean_kuairand_features() -> list:
   """A 14-field subset of the KuaiRand preset: the ids, the domain, and the
   side features that carry most signal; about 3x cheaper a step than all 40."""
-  from pepnet_jax import features
-  by_name = {f['name']: f for f in features.kuairand_features()}
+  from pepnet_jax.data import kuairand  # pulls pandas: lazily
+  by_name = {f['name']: f for f in kuairand.kuairand_features()}
   return [dict(by_name[n]) for n in LEAN_FEATURES]
 
 
@@ -273,6 +281,30 @@ def apply_preset(c: ml_collections.ConfigDict, preset: str, file: str):
   return c
 
 
+def resolved_data(tree: dict) -> dict:
+  """A config.json dict whose data section means what it says on its own: the
+  deprecated data.tabs folded into data.domains and the empty fields filled
+  with the format's defaults. An old config.json (tabs, explicit KuaiRand
+  values) and a new one (domains, empty = the format's) of the same run then
+  compare equal. Left as it is when the format cannot be found."""
+  data = tree.get('data') if isinstance(tree, dict) else None
+  if not isinstance(data, dict):
+    return tree
+  from pepnet_jax import features
+  try:
+    fmt = features.data_format(data)
+    data = dict(data, domains=list(features.resolve_domains(data, fmt)),
+                tasks=list(features.resolve_tasks(data, fmt)),
+                splits={k: v if isinstance(v, str) else list(v)
+                        for k, v in features.resolve_splits(data, fmt).items()},
+                domain_column=data.get('domain_column') or fmt.domain_column,
+                group_column=data.get('group_column') or fmt.group_column)
+  except (ValueError, ImportError):
+    return tree
+  data.pop('tabs', None)
+  return dict(tree, data=data)
+
+
 def flat_fields(tree: dict, prefix: str = '') -> dict:
   """A config.json dict as {'model.gamma': 2.0, ...}; empty dicts stay leaves."""
   out = {}
@@ -288,7 +320,9 @@ def flat_fields(tree: dict, prefix: str = '') -> dict:
 def changed_fields(old: dict, new: dict, one_sided: bool = True) -> dict:
   """{'model.tower': (old value, new value)} for every dotted field of two
   config.json dicts that differs, sorted by field. ``one_sided=False`` leaves
-  out fields only one side has (a field added to the code since)."""
-  a, b = flat_fields(old), flat_fields(new)
+  out fields only one side has (a field added to the code since). Data
+  fields compare as resolved (resolved_data): old and new spellings of the
+  same run do not differ."""
+  a, b = flat_fields(resolved_data(old)), flat_fields(resolved_data(new))
   keys = set(a) | set(b) if one_sided else set(a) & set(b)
   return {k: (a.get(k), b.get(k)) for k in sorted(keys) if a.get(k) != b.get(k)}

@@ -1,9 +1,10 @@
 """Feature spec: which raw columns become which model inputs.
 
 The data layer is driven by this spec (built from ``config.data``), not by code, so a new
-feature or a new dataset is a config change. Everything format-specific that the spec needs
-(default domain column, known domain values, default feature lists) sits in ``FORMATS`` and
-the two preset helpers at the end; readers do the file-level work.
+feature is a config change. Nothing here is format-specific: the defaults of a format (domain
+column, known domain values, tasks, preset features) come from its ``DataFormat`` record
+(``pepnet_jax/data/formats.py``), which the format's own module registers; readers do the
+file-level work.
 
 Id conventions shared by every sparse kind (categorical, multi, bucket, cross):
   * 0 = padding (only ever produced for the unused slots of a ``multi`` list),
@@ -26,18 +27,13 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
+from pepnet_jax.data import formats  # imports nothing of ours: no cycle with the readers
+
 KINDS = ('categorical', 'multi', 'bucket', 'dense', 'cross')
 TRANSFORMS = ('none', 'log1p')
 PAD_ID = 0
 OOV_ID = 1
 FIRST_ID = 2
-
-# Per format: the domain column, the domain values the dataset can contain (a row outside
-# them is a data error, not a filtered row) and the default GAUC group column.
-FORMATS: dict[str, dict[str, Any]] = {
-    'kuairand': dict(domain_column='tab', known_domains=tuple(range(15)), group_column='user_id'),
-    'aliccp': dict(domain_column='301', known_domains=(1, 2, 3), group_column='101'),
-}
 
 _NAME_RE = re.compile(r'^[A-Za-z0-9_.\-]+$')
 _FEATURE_KEYS = ('name', 'column', 'kind', 'max_len', 'sep', 'num_buckets', 'hash_buckets',
@@ -70,17 +66,23 @@ class FeatureSpec:
 class DataSpec:
     """The validated ``config.data`` subset the data layer and the model agree on.
 
-    ``domains`` are the raw domain values (KuaiRand ``tab``); their order defines the
-    ``domain`` index in batches. ``groups`` maps gate groups (domain/user/item/author) to
-    feature names.
+    ``domains`` are the raw values of ``domain_column`` (KuaiRand ``tab`` ints, or strings
+    such as scene names); their order defines the ``domain`` index in batches.
+    ``group_column`` is the GAUC group: one column, or columns joined by commas (see
+    ``group_columns``). ``groups`` maps gate groups (domain/user/item/author) to feature names.
     """
     format: str
     features: tuple[FeatureSpec, ...]
     tasks: tuple[str, ...]
     domain_column: str
-    domains: tuple[int, ...]
+    domains: tuple[Any, ...]
     group_column: str
     groups: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict, hash=False)
+
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        """The raw columns whose combination is a GAUC group ('user_id,tab': user x domain)."""
+        return tuple(self.group_column.split(','))
 
     def feature(self, name: str) -> FeatureSpec:
         for f in self.features:
@@ -124,7 +126,7 @@ class DataSpec:
         return cls(format=d['format'],
                    features=tuple(FeatureSpec(**f) for f in d['features']),
                    tasks=tuple(d['tasks']), domain_column=d['domain_column'],
-                   domains=tuple(int(x) for x in d['domains']), group_column=d['group_column'],
+                   domains=tuple(d['domains']), group_column=d['group_column'],
                    groups={k: tuple(v) for k, v in d['groups'].items()})
 
 
@@ -245,21 +247,112 @@ def _crosses_from_config(raw: Any) -> tuple[FeatureSpec, ...]:
     return tuple(out)
 
 
+def _values(field: str, raw: Any) -> tuple:
+    """A config list as a tuple. A string, or a string element, splits at its commas:
+    ``--config.data.domains=home,search`` reaches the config as the one string 'home,search'."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = (raw,)
+    elif isinstance(raw, Mapping) or not hasattr(raw, '__iter__'):
+        raise ValueError(f'{field} must be a list, got {raw!r}')
+    out = []
+    for v in raw:
+        out += [p.strip() for p in v.split(',')] if isinstance(v, str) and ',' in v else [v]
+    return tuple(out)
+
+
+def data_format(data_config: Any) -> 'formats.DataFormat':
+    """The ``DataFormat`` record ``config.data.format`` names (ValueError naming the field)."""
+    return formats.get(_get(data_config, 'format'))
+
+
+def resolve_tasks(data_config: Any, fmt: 'formats.DataFormat | None' = None) -> tuple:
+    """``config.data.tasks`` (label columns), or the format's default when empty; validated."""
+    fmt = fmt or data_format(data_config)
+    tasks = _values('config.data.tasks', _get(data_config, 'tasks', None)) or fmt.tasks
+    if not tasks:
+        raise ValueError(f'config.data.tasks is empty and the {fmt.name!r} format has no '
+                         'default: list the label columns')
+    for i, t in enumerate(tasks):
+        if not isinstance(t, str) or not t:
+            raise ValueError(f'config.data.tasks[{i}]={t!r} must be a column name')
+        if tasks.index(t) != i:
+            raise ValueError(f'config.data.tasks[{i}]={t!r} is listed twice')
+    return tasks
+
+
+def resolve_domains(data_config: Any, fmt: 'formats.DataFormat | None' = None) -> tuple:
+    """The domains a config keeps, validated: ``config.data.domains``, else its deprecated
+    alias ``config.data.tabs`` (older experiment files and config.json files), else the
+    format's default. Both set and different is an error: which one was meant is unknowable.
+
+    Every reader of the domains goes through here (the spec, prepare's generated tabs, the
+    oracle), so old and new configs mean the same runs.
+    """
+    fmt = fmt or data_format(data_config)
+    domains = _values('config.data.domains', _get(data_config, 'domains', None))
+    tabs = _values('config.data.tabs', _get(data_config, 'tabs', None))
+    if domains and tabs and domains != tabs:
+        raise ValueError(f'config.data.domains={list(domains)} and config.data.tabs={list(tabs)} '
+                         'disagree; tabs is the old name of domains: set only '
+                         'config.data.domains')
+    field = 'config.data.tabs' if tabs and not domains else 'config.data.domains'
+    column = _get(data_config, 'domain_column', None) or fmt.domain_column
+    values = domains or tabs or fmt.domains
+    if not values:
+        raise ValueError(f'config.data.domains is empty and the {fmt.name!r} format has no '
+                         f'default: list the {column!r} values to keep')
+    # A format's known values are those of its own domain column, not of one the config picks.
+    known = fmt.known_domains if column == fmt.domain_column else None
+    seen = set()
+    for i, v in enumerate(values):
+        if not (_is_int(v) or (isinstance(v, str) and v)):
+            raise ValueError(f'{field}[{i}]={v!r} must be an int or a non-empty string '
+                             f'(a {column!r} value)')
+        if known is not None and v not in known:
+            raise ValueError(f'{field}[{i}]={v!r} is not a {fmt.name} {column!r} value; known '
+                             f'values: {list(known)}')
+        if str(v) in seen:  # 1 and '1' would match the same rows (pipeline.encode_frame)
+            raise ValueError(f'{field}[{i}]={v!r} is listed twice')
+        seen.add(str(v))
+    return values
+
+
+def resolve_splits(data_config: Any, fmt: 'formats.DataFormat | None' = None) -> dict:
+    """``config.data.splits``, or the format's default when it is empty ({} when the format
+    has none: its reader ignores splits)."""
+    raw = _get(data_config, 'splits', None)
+    if raw:
+        return _as_dict(raw)
+    fmt = fmt or data_format(data_config)
+    return dict(fmt.splits or {})
+
+
+def _group_column(raw: Any) -> str:
+    """'user_id' or 'user_id,tab' (or a list of names), stored as 'a,b': the spec stays flat."""
+    parts = _values('config.data.group_column', raw) if raw else ()
+    if not parts or not all(isinstance(p, str) and p for p in parts):
+        raise ValueError(f'config.data.group_column={raw!r} must name a column, or columns '
+                         "joined by commas (e.g. 'user_id,tab')")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f'config.data.group_column={raw!r} names a column twice')
+    return ','.join(parts)
+
+
 def spec_from_config(data_config: Any) -> DataSpec:
     """Validate ``config.data`` and build the DataSpec; ValueError names the bad field.
 
-    Empty ``features`` means the format's preset (``kuairand_features()`` ...); empty
-    ``groups`` means the preset groups restricted to the configured features.
+    Empty fields take the format's defaults (its ``DataFormat`` record): ``features`` the
+    preset, ``groups`` the preset groups restricted to the configured features, and
+    ``tasks``, ``domains`` (or the deprecated ``tabs``), ``domain_column``, ``group_column``.
     """
-    fmt = _get(data_config, 'format')
-    if fmt not in FORMATS:
-        raise ValueError(f'config.data.format={fmt!r} is not one of {tuple(FORMATS)}')
-    defaults = FORMATS[fmt]
+    fmt = data_format(data_config)
 
     raw_features = _get(data_config, 'features')
     preset = not raw_features  # [] / None = the format's preset features and groups
     if preset:
-        raw_features = PRESETS[fmt][0]()
+        raw_features = fmt.features()
     elif isinstance(raw_features, (str, Mapping)):
         raise ValueError(f'config.data.features must be a list of feature dicts, got {raw_features!r}')
     features = tuple(_feature_from_config(i, f) for i, f in enumerate(raw_features))
@@ -276,40 +369,17 @@ def spec_from_config(data_config: Any) -> DataSpec:
                              f'{at(seen[f.name])}')
         seen[f.name] = i
 
-    tasks = _get(data_config, 'tasks')
-    if isinstance(tasks, str) or not tasks:
-        raise ValueError(f'config.data.tasks must be a non-empty list of label columns, got {tasks!r}')
-    tasks = tuple(tasks)
-    for i, t in enumerate(tasks):
-        if not isinstance(t, str) or not t:
-            raise ValueError(f'config.data.tasks[{i}]={t!r} must be a column name')
-        if tasks.index(t) != i:
-            raise ValueError(f'config.data.tasks[{i}]={t!r} is listed twice')
-
-    domain_column = _get(data_config, 'domain_column', None) or defaults['domain_column']
-    domains = _get(data_config, 'tabs')
-    if domains is None or isinstance(domains, (str, bytes)) or len(tuple(domains)) == 0:
-        raise ValueError(f'config.data.tabs must be a non-empty list of {domain_column!r} values, '
-                         f'got {domains!r}')
-    domains = tuple(domains)
-    known = defaults['known_domains']
-    for i, v in enumerate(domains):
-        if not _is_int(v):
-            raise ValueError(f'config.data.tabs[{i}]={v!r} must be an int')
-        if v not in known:
-            raise ValueError(f'config.data.tabs[{i}]={v} is not a {fmt} {domain_column!r} value; '
-                             f'known values: {list(known)}')
-        if domains.index(v) != i:
-            raise ValueError(f'config.data.tabs[{i}]={v} is listed twice')
-
-    group_column = _get(data_config, 'group_column', None) or defaults['group_column']
-    if not isinstance(group_column, str):
-        raise ValueError(f'config.data.group_column={group_column!r} must be a column name')
+    tasks = resolve_tasks(data_config, fmt)
+    domain_column = _get(data_config, 'domain_column', None) or fmt.domain_column
+    if not isinstance(domain_column, str):
+        raise ValueError(f'config.data.domain_column={domain_column!r} must be a column name')
+    domains = resolve_domains(data_config, fmt)
+    group_column = _group_column(_get(data_config, 'group_column', None) or fmt.group_column)
 
     raw_groups = _get(data_config, 'groups', None) or {}
     if not raw_groups:  # the preset groups, minus features this config does not have
         raw_groups = {g: tuple(m for m in members if m in seen)
-                      for g, members in PRESETS[fmt][1]().items()}
+                      for g, members in fmt.groups().items()}
         raw_groups = {g: m for g, m in raw_groups.items() if m}
     groups: dict[str, tuple[str, ...]] = {}
     for gname, members in _as_dict(raw_groups).items():
@@ -324,90 +394,5 @@ def spec_from_config(data_config: Any) -> DataSpec:
                                  f'features: {list(seen)}')
         groups[gname] = members
 
-    return DataSpec(format=fmt, features=features, tasks=tasks, domain_column=domain_column,
+    return DataSpec(format=fmt.name, features=features, tasks=tasks, domain_column=domain_column,
                     domains=domains, group_column=group_column, groups=groups)
-
-
-# --------------------------------------------------------------------------------------------
-# Presets. Each returns plain dicts so they drop straight into ``config.data.features``.
-
-
-def kuairand_features() -> list[dict[str, Any]]:
-    """Default KuaiRand features (columns of the log, user and video feature files).
-
-    * user_id, video_id, author_id: the identity embeddings; also the PPNet priors.
-    * tab: the domain id (shared=False: it only feeds the EPNet domain gate).
-    * user_active_degree, is_live_streamer (-124 = missing -> OOV), is_video_author: profile.
-    * follow/fans/friend_user_num_range, register_days_range: the official bucket strings
-      (quoted, with commas) as categories; the raw counts as log1p-standardized dense inputs.
-    * onehot_feat0..17: the 18 encrypted user categoricals (4 and 12-17 have NaN -> OOV).
-    * video_type, upload_type, music_type: video categoricals; music_id with min_count=2 so
-      one-off tracks share the OOV row.
-    * tag: comma-separated category list, mean-pooled (<= 3 tags in the Pure file).
-    * duration: the log's duration_ms (always present, unlike video_duration) in 20 quantile
-      buckets; hourmin in 24 quantile buckets as the time-of-day context.
-    """
-    cat = lambda name, column=None, **kw: dict(name=name, column=column or name,
-                                               kind='categorical', **kw)
-    feats = [
-        cat('user_id'), cat('video_id'), cat('author_id'), cat('tab', shared=False),
-        cat('user_active_degree'), cat('is_live_streamer'), cat('is_video_author'),
-        cat('follow_user_num_range'), cat('fans_user_num_range'), cat('friend_user_num_range'),
-        cat('register_days_range'),
-    ]
-    feats += [cat(f'onehot_feat{i}') for i in range(18)]
-    feats += [
-        cat('video_type'), cat('upload_type'), cat('music_type'), cat('music_id', min_count=2),
-        dict(name='tag', column='tag', kind='multi', max_len=3, sep=','),
-        dict(name='duration', column='duration_ms', kind='bucket', num_buckets=20),
-        dict(name='hourmin', column='hourmin', kind='bucket', num_buckets=24),
-    ]
-    feats += [dict(name=c, column=c, kind='dense', transform='log1p')
-              for c in ('follow_user_num', 'fans_user_num', 'friend_user_num', 'register_days')]
-    return feats
-
-
-def kuairand_groups() -> dict[str, tuple[str, ...]]:
-    """Gate inputs: the domain side for EPNet and the user/item/author priors for PPNet."""
-    return dict(domain=('tab',),
-                user=('user_id', 'user_active_degree', 'is_live_streamer', 'is_video_author',
-                      'fans_user_num_range', 'register_days_range'),
-                item=('video_id', 'video_type', 'upload_type', 'tag', 'duration'),
-                author=('author_id',))
-
-
-# Ali-CCP field id -> feature name. 0 in these fields already means "rare or missing"
-# (upstream preprocessing); it is kept as an ordinary id.
-_ALICCP_SPARSE = {
-    '101': 'user_id', '121': 'user_profile_category', '122': 'user_profile_group',
-    '124': 'user_gender', '125': 'user_age', '126': 'user_consumption_1',
-    '127': 'user_consumption_2', '128': 'user_occupation', '129': 'user_geo_level',
-    '205': 'item_id', '206': 'item_category', '207': 'item_shop', '210': 'item_intention',
-    '216': 'item_brand', '508': 'cross_category', '509': 'cross_shop', '702': 'cross_brand',
-    '853': 'cross_intention', '109_14': 'user_category_14d', '110_14': 'user_shop_14d',
-    '127_14': 'user_brand_14d', '150_14': 'user_intention_14d',
-}
-_ALICCP_DENSE = ('D109_14', 'D110_14', 'D127_14', 'D150_14', 'D508', 'D509', 'D702', 'D853')
-
-
-def aliccp_features() -> list[dict[str, Any]]:
-    """Default Ali-CCP features: the 22 sparse fields, domain 301 (gate only), 8 D weights.
-
-    The D columns are already min-max scaled upstream; they are standardized again here.
-    """
-    feats = [dict(name=name, column=col, kind='categorical') for col, name in _ALICCP_SPARSE.items()]
-    feats.append(dict(name='domain', column='301', kind='categorical', shared=False))
-    feats += [dict(name=f'w_{c[1:]}', column=c, kind='dense') for c in _ALICCP_DENSE]
-    return feats
-
-
-def aliccp_groups() -> dict[str, tuple[str, ...]]:
-    """Gate inputs for Ali-CCP: shop and brand play the role of the author."""
-    return dict(domain=('domain',),
-                user=('user_id', 'user_profile_category', 'user_gender', 'user_age'),
-                item=('item_id', 'item_category'),
-                author=('item_shop', 'item_brand'))
-
-
-PRESETS = {'kuairand': (kuairand_features, kuairand_groups),
-           'aliccp': (aliccp_features, aliccp_groups)}

@@ -74,14 +74,26 @@ def generator_version(data_dir: str) -> int:
     return 1
 
 
+def run_data(data: dict) -> tuple[list, list, dict]:
+  """(tasks, tabs, splits) of a config.json's data section, old (data.tabs, explicit
+  KuaiRand values) or new (data.domains; empty fields = the format's defaults)."""
+  from pepnet_jax import features
+  from pepnet_jax.data import formats
+  fmt = formats.get(data.get('format') or 'kuairand')  # generated data is KuaiRand's
+  tasks = list(features.resolve_tasks(data, fmt))
+  tabs = [int(t) for t in features.resolve_domains(data, fmt)]
+  return tasks, tabs, features.resolve_splits(data, fmt)
+
+
 def compare(workdir: str, split: str | None = None, report: str | None = None) -> dict:
   cfg = json.load(open(os.path.join(workdir, 'config.json')))
   rep = json.load(open(report or os.path.join(workdir, 'report.json')))
   split = split or rep.get('split', 'test')
   data_dir = os.path.abspath(cfg['data']['dir'] or os.path.join(workdir, 'data'))
-  tasks = list(cfg['data']['tasks'])
-  tabs = [int(t) for t in cfg['data']['tabs']]
-  orc = oracle_auc(data_dir, cfg['data']['splits'][split], tabs, tasks)
+  tasks, tabs, splits = run_data(cfg['data'])
+  if split not in splits:
+    raise ValueError(f'--split={split!r}: the run has splits {sorted(splits)}')
+  orc = oracle_auc(data_dir, splits[split], tabs, tasks)
   rows = []
   for dom in ['all'] + [str(t) for t in tabs]:
     model = rep['overall'] if dom == 'all' else rep['domains'][dom]

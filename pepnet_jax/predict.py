@@ -1,9 +1,11 @@
-"""Predict mode: score a KuaiRand-format log with a trained checkpoint.
+"""Predict mode: score one input file with a trained checkpoint.
 
-Reads the log and the feature files of ``config.data.dir`` (joined as in
-training), maps raw ids through the vocabulary saved in ``<workdir>/vocab``
-(unseen ids -> the out-of-vocabulary id), and writes one row per input row,
-in input order: ``user_id, video_id, time_ms, tab, p_<task>...``.
+The format's ``DataFormat.read_file`` reads the file (KuaiRand: a log, joined
+with the feature files of ``config.data.dir`` as in training); raw ids map
+through the vocabulary saved in ``<workdir>/vocab`` (unseen ids -> the
+out-of-vocabulary id). Writes one row per input row, in input order: the
+format's key columns (KuaiRand ``user_id, video_id, time_ms, tab``; Ali-CCP
+``row``), then ``p_<task>...``.
 """
 
 from __future__ import annotations
@@ -21,19 +23,20 @@ from pepnet_jax.models import build_model
 
 
 def read_input(config, workdir: str, input_path: str):
-  """(Dataset, raw key columns, data spec, feature infos) for one log file."""
+  """(Dataset, raw key columns, data spec, feature infos) for one input file,
+  read by the format's ``DataFormat.read_file``."""
   from pepnet_jax import features
-  from pepnet_jax.data import aliccp, kuairand, pipeline, prepare
+  from pepnet_jax.data import formats, pipeline, prepare
   spec = features.spec_from_config(config.data)
   vocab = pipeline.load_vocab(workdir)
   vocab.check_spec(spec)
   data_dir = prepare.data_dir(config, workdir)
-  if spec.format == 'kuairand':
-    frame, raw = kuairand.read_log_file(input_path, data_dir, spec.reader_spec(),
-                                        config.data.version)
-  else:
-    frame = aliccp.read_file(input_path, spec.reader_spec())
-    raw = {'row': np.arange(len(frame))}  # Ali-CCP rows carry no user/video/time keys
+  frame, raw = formats.get(spec.format).read_file(input_path, data_dir, spec.reader_spec(),
+                                                  config.data)
+  bad = {k: len(v) for k, v in raw.items() if len(v) != len(frame)}
+  if bad:
+    raise ValueError(f'format {spec.format!r}: read_file returned {len(frame)} rows but key '
+                     f'columns of other lengths {bad}')
   columns = pipeline.encode_frame(frame, spec, vocab)
   print(unseen_summary(*unseen_ids(frame, columns, spec), len(frame)), flush=True)
   ds = pipeline.Dataset.from_columns(columns, spec)

@@ -33,6 +33,8 @@ from pepnet_jax import sharding as shard_lib
 from pepnet_jax import sparse
 from pepnet_jax import writers
 from pepnet_jax.models import build_model
+from pepnet_jax.models import contract
+from pepnet_jax.models.contract import multitask_loss  # noqa: F401  (re-exported)
 from pepnet_jax.features import PAD_ID
 from pepnet_jax.models.layers import EMBED_SCOPE
 
@@ -76,18 +78,6 @@ def to_device(batch: dict, mesh) -> dict:
   return shard_lib.put_batch(process_rows(device_batch(batch)), mesh)
 
 
-def multitask_loss(logits, labels, label_mask, weight, task_weights):
-  """Sum over tasks of weighted mean binary cross-entropy.
-
-  A row counts for a task when its label is present (mask 1) and the row is
-  real (weight 1); each task's mean is over its own counted rows.
-  """
-  mask = label_mask * weight[:, None]
-  bce = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), labels)
-  per_task = jnp.sum(bce * mask, axis=0) / jnp.maximum(jnp.sum(mask, axis=0), 1.0)
-  return jnp.sum(per_task * task_weights), per_task
-
-
 @dataclasses.dataclass
 class Steps:
   """Everything needed to run a model: init, train step, eval step."""
@@ -103,11 +93,11 @@ class Steps:
 
 def rows_l2(rows: dict, batch: dict) -> Array:
   """Mean over the batch's real rows of the squared norms of the embedding
-  rows each example gathered (padding slots left out), summed over features."""
+  rows each example gathered (padding slots left out), summed over tables."""
   total = 0.0
-  for name, r in rows.items():
+  for path, r in contract.flat(rows).items():
     sq = jnp.sum(jnp.square(r.astype(jnp.float32)), axis=-1)
-    ids = batch['features'][name]
+    ids = batch['features'][path[0]]
     sq = jnp.where(ids != PAD_ID, sq, 0.0)
     total = total + (jnp.sum(sq, axis=-1) if sq.ndim == 2 else sq)
   w = batch['weight']
@@ -119,9 +109,15 @@ def _global_norm(tree):
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
-def _merge_embed(rest, tables):
-  """{'embed': all tables} from the dense and the row-sparse ones."""
-  return {EMBED_SCOPE: dict(rest.get(EMBED_SCOPE, {}), **tables[EMBED_SCOPE])}
+def _head_and_loss(module, rows, inputs, domain, labels, label_mask, weight, task_weights):
+  """``head`` then the model's loss (its own, or ``multitask_loss``), in one apply."""
+  outputs = module.head(rows, inputs, domain)
+  return contract.loss(module, outputs, labels, label_mask, weight, task_weights)
+
+
+def _probabilities(module, inputs, domain):
+  """What evaluation and predict score: [B, T] probabilities."""
+  return contract.probabilities(module, module(inputs, domain))
 
 
 def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
@@ -147,27 +143,25 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
     raise ValueError(f"config.train.nonfinite={nonfinite!r}: use 'stop' or 'skip'")
 
   def sparse_split(params):
-    """(row-sparse tables {'embed': {name: table}}, the rest): the tables are
-    those the sparse group's regex labels, so ``optim.<group>.regex`` decides
-    on both paths."""
-    labels = optim.param_labels(params, oc)
-    wrong = [optim.param_path(p) for p, lab in jax.tree_util.tree_flatten_with_path(labels)[0]
-             if lab == sparse_group and optim.param_path(p).split('/')[0] != EMBED_SCOPE]
+    """(row-sparse tables {'embed': {feature: table | {name: table}}}, the rest):
+    the tables are those the sparse group's regex labels, so
+    ``optim.<group>.regex`` decides on both paths."""
+    labels = contract.flat(optim.param_labels(params, oc))
+    picked = {p for p, lab in labels.items() if lab == sparse_group}
+    wrong = ['/'.join(p) for p in picked if p[0] != EMBED_SCOPE]
     if wrong:
       raise ValueError(
           f'config.optim.{sparse_group}.regex={oc[sparse_group].regex!r} matches {wrong[:3]}, '
           f'which are not embedding tables; the row-sparse group (config.optim.sparse_group='
           f'{sparse_group!r}) can only hold tables under {EMBED_SCOPE}/')
-    names = [n for n, lab in labels[EMBED_SCOPE].items() if lab == sparse_group]
-    tables = {EMBED_SCOPE: {n: params[EMBED_SCOPE][n] for n in names}}
-    rest = dict(params)
-    rest[EMBED_SCOPE] = {n: t for n, t in params[EMBED_SCOPE].items() if n not in names}
-    if not rest[EMBED_SCOPE]:
-      del rest[EMBED_SCOPE]
+    leaves = contract.flat(params)
+    tables = contract.nest({p: v for p, v in leaves.items() if p in picked})
+    rest = contract.nest({p: v for p, v in leaves.items() if p not in picked})
     return tables, rest
 
   def init(rng, batch) -> TrainState:
     params = model.init(rng, batch['features'], batch['domain'])['params']
+    contract.check_tables(params, batch['features'])
     if sparse_group:
       tables, rest = sparse_split(params)
       gc = oc[sparse_group]
@@ -182,10 +176,9 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
   def loss_of(params, rows, batch, step):
     # Dropout masks depend on (seed, step) only: a resumed run draws the same ones.
     rngs = {'dropout': jax.random.fold_in(dropout_key, step)} if dropout else None
-    logits = model.apply({'params': params}, rows, batch['features'], batch['domain'],
-                         method='head', rngs=rngs)
-    loss, per_task = multitask_loss(logits, batch['labels'], batch['label_mask'],
-                                    batch['weight'], task_weights)
+    loss, per_task = model.apply({'params': params}, rows, batch['features'], batch['domain'],
+                                 batch['labels'], batch['label_mask'], batch['weight'],
+                                 task_weights, method=_head_and_loss, rngs=rngs)
     if embed_l2:
       loss = loss + embed_l2 * rows_l2(rows, batch)
     return loss, per_task
@@ -202,31 +195,34 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
 
   def sparse_step(state: TrainState, batch):
     tables, rest = sparse_split(state.params)
+    table_paths = list(contract.flat(tables))
     # Every table goes through ``lookup``; gradients reach the sparse ones as
-    # rows (g_rows) and the dense ones through ``rest``.
+    # their gathered rows (g_rows, keyed by table path) and everything else
+    # through ``rest``. The sparse tables themselves are constants here.
     def loss_fn(rest, sparse_rows):
-      rows = model.apply({'params': _merge_embed(rest, tables)}, batch['features'],
-                         method='lookup')
-      rows = dict(rows, **sparse_rows)
-      return loss_of(rest, rows, batch, state.step)
-    all_rows = model.apply({'params': _merge_embed(rest, tables)}, batch['features'],
+      params = contract.merge(rest, tables)
+      rows = contract.flat(model.apply({'params': params}, batch['features'], method='lookup'))
+      rows.update({p[1:]: sparse_rows[p] for p in table_paths})
+      return loss_of(params, contract.nest(rows), batch, state.step)
+    all_rows = model.apply({'params': contract.merge(rest, tables)}, batch['features'],
                            method='lookup')
-    sparse_rows = {n: all_rows[n] for n in tables[EMBED_SCOPE]}
+    sparse_rows = {p: contract.rows_at(all_rows, p) for p in table_paths}
     (loss, per_task), (g_rest, g_rows) = jax.value_and_grad(
         loss_fn, argnums=(0, 1), has_aux=True)(rest, sparse_rows)
     updates, opt_state = tx.update(g_rest, state.opt_state, rest)
     rest = optax.apply_updates(rest, updates)
     gc = oc[sparse_group]
     lr = optim.schedule(gc, total_steps)(state.step)
+    acc = contract.flat(state.emb_acc)
     new_tables, new_acc = {}, {}
-    for name, table in tables[EMBED_SCOPE].items():
-      new_tables[name], new_acc[name] = sparse.adagrad_rows(
-          table, state.emb_acc[EMBED_SCOPE][name], batch['features'][name], g_rows[name],
-          lr, gc.get('eps', 1e-7))
-    params = dict(rest, **{EMBED_SCOPE: dict(rest.get(EMBED_SCOPE, {}), **new_tables)})
+    for p, table in contract.flat(tables).items():
+      new_tables[p], new_acc[p] = sparse.adagrad_rows(
+          table, acc[p], batch['features'][contract.table_feature(p)], g_rows[p], lr,
+          gc.get('eps', 1e-7))
+    params = contract.merge(rest, contract.nest(new_tables))
     grad_norm = _global_norm((g_rest, g_rows))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         emb_acc={EMBED_SCOPE: new_acc}), (loss, per_task, grad_norm)
+                         emb_acc=contract.nest(new_acc)), (loss, per_task, grad_norm)
 
   step_fn = sparse_step if sparse_group else dense_step
 
@@ -242,8 +238,8 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
                  'finite': finite}
 
   def eval_step(params, batch):
-    logits = model.apply({'params': params}, batch['features'], batch['domain'])
-    return jax.nn.sigmoid(logits)
+    return model.apply({'params': params}, batch['features'], batch['domain'],
+                       method=_probabilities)
 
   return Steps(model=model, tx=tx, init=init, train_step=train_step, eval_step=eval_step,
                sparse_group=sparse_group, mesh=mesh)

@@ -88,7 +88,7 @@ def write_kuairand_dir(directory: Path, version: str = 'pure', n_train: int = 30
 
 
 def kuairand_config(directory: Path, **overrides) -> ml_collections.ConfigDict:
-    from pepnet_jax.features import kuairand_features, kuairand_groups
+    from pepnet_jax.data.kuairand import kuairand_features, kuairand_groups
     cfg = dict(format='kuairand', dir=str(directory), version='auto', cache_dir='',
                splits=dict(train=('20220408', '20220421'), valid=('20220422', '20220428'),
                            test=('20220429', '20220508')),
@@ -105,7 +105,7 @@ def kuairand_dir(tmp_path) -> Path:
 
 
 def aliccp_config(directory: Path, **overrides) -> ml_collections.ConfigDict:
-    from pepnet_jax.features import aliccp_features, aliccp_groups
+    from pepnet_jax.data.aliccp import aliccp_features, aliccp_groups
     cfg = dict(format='aliccp', dir=str(directory), version='auto', cache_dir='',
                splits=dict(train='ali_ccp_train', valid='ali_ccp_val', test='ali_ccp_test'),
                tabs=(1, 2, 3), tasks=('click', 'purchase'), group_column='101', max_rows=0,
@@ -116,14 +116,17 @@ def aliccp_config(directory: Path, **overrides) -> ml_collections.ConfigDict:
 
 
 class ReadCounter:
-    """Counts calls of kuairand.read_splits (a cache hit reads no CSV)."""
+    """Counts calls of the KuaiRand format's read_splits (a cache hit reads no CSV)."""
 
     def __init__(self, monkeypatch):
-        from pepnet_jax.data import kuairand
+        import dataclasses
+
+        from pepnet_jax.data import formats
         self.calls = 0
-        real = kuairand.read_splits
+        fmt = formats.get('kuairand')
 
         def wrapped(*a, **k):
             self.calls += 1
-            return real(*a, **k)
-        monkeypatch.setattr(kuairand, 'read_splits', wrapped)
+            return fmt.read_splits(*a, **k)
+        monkeypatch.setitem(formats._REGISTRY, 'kuairand',
+                            dataclasses.replace(fmt, read_splits=wrapped))

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import kuairand_config
 from pepnet_jax.data import kuairand, pipeline
+from pepnet_jax.data.kuairand import kuairand_features
 from pepnet_jax.data.vocab import Vocab
-from pepnet_jax.features import FeatureSpec, OOV_ID, kuairand_features, spec_from_config
+from pepnet_jax.features import FeatureSpec, OOV_ID, spec_from_config
 
 
 def _spec(*features: dict):

@@ -21,7 +21,8 @@ import pytest
 from conftest import kuairand_config, make_log
 from pepnet_jax.data import aliccp, errors, kuairand
 from pepnet_jax.data.errors import DataError, read_csv_chunks
-from pepnet_jax.features import aliccp_features, aliccp_groups, spec_from_config
+from pepnet_jax.data.aliccp import aliccp_features, aliccp_groups
+from pepnet_jax.features import spec_from_config
 
 INT, FLOAT, LABEL, TEXT, SKIP = 'int', 'float', 'label', 'text', 'skip'
 DTYPES = {INT: 'int64', FLOAT: 'float64', LABEL: 'float32', TEXT: str}

@@ -16,9 +16,10 @@ import pytest
 from conftest import ReadCounter, aliccp_config, kuairand_config, make_log
 from pepnet_jax import predict
 from pepnet_jax.data import aliccp, cache, errors, kuairand, pipeline
+from pepnet_jax.data.aliccp import aliccp_features
 from pepnet_jax.data.errors import DataError
 from pepnet_jax.data.vocab import Vocab
-from pepnet_jax.features import DataSpec, FeatureSpec, aliccp_features, spec_from_config
+from pepnet_jax.features import DataSpec, FeatureSpec, spec_from_config
 
 TRAIN_LOG = 'log_standard_4_08_to_4_21_pure.csv'
 TEST_LOG = 'log_standard_4_22_to_5_08_pure.csv'
@@ -200,11 +201,11 @@ def test_dropped_rows_are_counted_once_per_split_and_reason(kuairand_dir, capsys
     assert len(frames['train']) == len(kept)
     n6 = int((train.tab == 6).sum())
     assert f'[data] train: kept {len(kept):,} rows; dropped {n6:,} with tab not in ' \
-           f'config.data.tabs [0, 1, 2, 4] (tab 6: {n6:,})' in lines
+           f'config.data.domains [0, 1, 2, 4] (tab 6: {n6:,})' in lines
     in_valid = log.date.between(20220422, 20220428) & (log.index != 3)
     v6 = int((in_valid & (log.tab == 6)).sum())
     assert f'[data] valid: kept {len(frames["valid"]):,} rows; dropped {v6:,} with tab not in ' \
-           f'config.data.tabs [0, 1, 2, 4] (tab 6: {v6:,})' in lines
+           f'config.data.domains [0, 1, 2, 4] (tab 6: {v6:,})' in lines
     assert len(frames['valid']) == int((in_valid & log.tab.isin([0, 1, 2, 4])).sum())
     assert 20220431 not in set(frames['valid']['date'])
     late = log.date.between(20220429, 20220508) & (log.index != 3)
@@ -232,7 +233,7 @@ def test_aliccp_domain_drops_are_counted(tmp_path, capsys):
     lines = _data_lines(capsys.readouterr().out)
     c = train['301'].value_counts()
     assert f'[data] train: kept {c[1]} rows; dropped {c[2] + c[3]} with 301 not in ' \
-           f'config.data.tabs [1] (301 2: {c[2]}, 301 3: {c[3]})' in lines
+           f'config.data.domains [1] (301 2: {c[2]}, 301 3: {c[3]})' in lines
     assert sum('dropped' in s for s in lines) == 1
 
 

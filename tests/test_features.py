@@ -7,9 +7,10 @@ import dataclasses
 import ml_collections
 import pytest
 
-from pepnet_jax.features import (DataSpec, FeatureInfo, FeatureSpec, aliccp_features,
-                                 aliccp_groups, kuairand_features, kuairand_groups,
-                                 spec_from_config)
+from pepnet_jax.data import formats
+from pepnet_jax.data.aliccp import aliccp_features, aliccp_groups
+from pepnet_jax.data.kuairand import kuairand_features, kuairand_groups
+from pepnet_jax.features import DataSpec, FeatureInfo, FeatureSpec, spec_from_config
 
 
 def _cfg(**over) -> ml_collections.ConfigDict:
@@ -68,7 +69,6 @@ def _feats(**changes_at_3):
 
 
 @pytest.mark.parametrize('over, message', [
-    (dict(format='csv'), r"config.data.format='csv' is not one of \('kuairand', 'aliccp'\)"),
     (dict(features=_feats(kind='foo')), r"config.data.features\[3\].kind='foo' is not one of "
                                         r"\('categorical', 'multi', 'bucket', 'dense', 'cross'\)"),
     (dict(features=_feats(name='user_id')), r"config.data.features\[3\].name='user_id' duplicates "
@@ -81,11 +81,67 @@ def _feats(**changes_at_3):
     (dict(features=_feats(hash_buckets=100, max_vocab=5)), r"features\[3\]: hash_buckets excludes"),
     (dict(groups=dict(user=('user_id', 'nope'))), r"config.data.groups.user names unknown "
                                                   r"feature 'nope'"),
-    (dict(tasks=()), r'config.data.tasks must be a non-empty list'),
+    (dict(tasks=('is_click', 7)), r"config.data.tasks\[1\]=7 must be a column name"),
     (dict(tasks=('is_click', 'is_click')), r"config.data.tasks\[1\]='is_click' is listed twice"),
     (dict(tabs=(0, 15)), r"config.data.tabs\[1\]=15 is not a kuairand 'tab' value"),
-    (dict(tabs=()), r'config.data.tabs must be a non-empty list'),
+    (dict(tabs=(0, 0)), r"config.data.tabs\[1\]=0 is listed twice"),
+    (dict(tabs=(), domains=(0, 1.5)), r"config.data.domains\[1\]=1.5 must be an int or a "
+                                      r"non-empty string"),
+    (dict(tabs=(0, 1), domains=(0, 2)), r"config.data.domains=\[0, 2\] and config.data.tabs="
+                                        r"\[0, 1\] disagree"),
+    (dict(group_column='user_id,,tab'), r"config.data.group_column='user_id,,tab' must name"),
+    (dict(group_column='user_id,user_id'), r"config.data.group_column=.* names a column twice"),
 ])
 def test_bad_config_names_the_field(over, message):
     with pytest.raises(ValueError, match=message):
         spec_from_config(_cfg(**over))
+
+
+def test_unknown_format_lists_the_registered_ones():
+    with pytest.raises(ValueError, match=r"config.data.format='csv' is not a registered data "
+                                         r"format; registered: (\[.*\])") as e:
+        spec_from_config(_cfg(format='csv'))
+    listed = e.value.args[0].split('registered: ', 1)[1].split(']')[0] + ']'
+    assert listed == str(formats.names())  # from the registry, whatever it holds
+    assert {'kuairand', 'aliccp'} <= set(formats.names())
+
+
+def test_empty_fields_take_the_format_defaults():
+    spec = spec_from_config(ml_collections.ConfigDict(dict(
+        format='kuairand', features=[], groups={}, tasks=(), domains=(), tabs=(),
+        domain_column='', group_column='')))
+    fmt = formats.get('kuairand')
+    assert spec.tasks == fmt.tasks and spec.domains == (0, 1, 2, 4) == fmt.domains
+    assert (spec.domain_column, spec.group_column) == ('tab', 'user_id')
+    assert [f.name for f in spec.features] == [f['name'] for f in kuairand_features()]
+    ali = spec_from_config(ml_collections.ConfigDict(dict(format='aliccp')))
+    assert ali.tasks == ('click', 'purchase') and ali.domains == (1, 2, 3)
+    assert (ali.domain_column, ali.group_column) == ('301', '101')
+
+
+def test_domains_and_the_tabs_alias():
+    """data.tabs is the old name of data.domains: old configs (and config.json files) that
+    set it mean the same spec as new ones; the two set differently is an error."""
+    new = spec_from_config(_cfg(tabs=(), domains=(1, 4)))
+    old = spec_from_config(_cfg(tabs=(1, 4)))  # a config from before data.domains existed
+    both = spec_from_config(_cfg(tabs=(1, 4), domains=[1, 4]))
+    assert new == old == both and new.domains == (1, 4)
+    assert DataSpec.from_dict(old.to_dict()) == new
+
+
+def test_string_domains_keep_their_type_and_split_at_commas():
+    """--config.data.domains=home,search reaches the config as one string."""
+    cfg = _cfg(tabs=(), domains=('home,search',), domain_column='scene')
+    spec = spec_from_config(cfg)
+    assert spec.domains == ('home', 'search') and spec.domain_column == 'scene'
+    assert DataSpec.from_dict(spec.to_dict()).domains == ('home', 'search')
+    # A column other than the format's own is not held to the format's known values.
+    assert spec_from_config(_cfg(tabs=(), domains=(20, 30), domain_column='x')).domains == (20, 30)
+    with pytest.raises(ValueError, match=r"config.data.domains\[1\]=1 is listed twice"):
+        spec_from_config(_cfg(tabs=(), domains=('1', 1), domain_column='x'))
+
+
+def test_group_column_combinations_are_canonical():
+    spec = spec_from_config(_cfg(group_column=' user_id , tab'))
+    assert spec.group_column == 'user_id,tab' and spec.group_columns == ('user_id', 'tab')
+    assert spec_from_config(_cfg()).group_columns == ('user_id',)

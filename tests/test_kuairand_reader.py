@@ -222,5 +222,5 @@ def test_read_log_file_rejects_a_tab_outside_config(kuairand_dir):
     log.loc[12, 'tab'] = 4
     log.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"p.csv: column 'tab', row 13 \(line 14\): domain value 4 "
-                                        r"is not in config.data.tabs \[0, 1\]"):
+                                        r"is not in config.data.domains \[0, 1\]"):
         kuairand.read_log_file(path, kuairand_dir, spec_from_config(cfg))

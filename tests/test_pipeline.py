@@ -142,7 +142,7 @@ def test_encode_frame_rejects_an_unknown_domain(kuairand_dir, tmp_path):
         if f.column not in frame:
             frame[f.column] = np.nan
     with pytest.raises(DataError, match=r"column 'tab', row 4: domain value 6 is not in "
-                                        r"config.data.tabs \[0, 1, 2, 4\]"):
+                                        r"config.data.domains \[0, 1, 2, 4\]"):
         pipeline.encode_frame(frame, spec, vocab)
 
 

@@ -58,8 +58,8 @@ def test_drop_entities_makes_whole_users_unseen_deterministically():
 
 
 def test_entity_columns_match_the_kuairand_feature_files():
-  from pepnet_jax.data import kuairand
-  cols = cold_start.ENTITY_COLUMNS['kuairand']
+  from pepnet_jax.data import formats, kuairand
+  cols = formats.get('kuairand').entities
   assert set(cols['user']) | set(cols['video']) == set(kuairand.FEATURE_FILE_COLUMNS)
   assert not set(cols['user']) & set(cols['video'])
 

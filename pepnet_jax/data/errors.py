@@ -27,12 +27,11 @@ def note(msg: str, *args) -> None:
     print('[data] ' + (msg % args if args else msg), flush=True)
 
 
-def note_drops(split: str, kept: int, column: str, dropped: Mapping[int, int],
-               allowed: Sequence[int]) -> None:
+def note_drops(split: str, kept: int, column: str, dropped: Mapping, allowed: Sequence) -> None:
     """One line for a split whose rows the domain filter dropped: how many, and by value."""
-    dropped = {int(v): int(c) for v, c in sorted(dropped.items()) if c}
+    dropped = {plain_value(v): int(c) for v, c in _sorted_items(dropped) if c}
     if dropped:
-        note('%s: kept %s rows; dropped %s with %s not in config.data.tabs %s (%s)', split,
+        note('%s: kept %s rows; dropped %s with %s not in config.data.domains %s (%s)', split,
              f'{kept:,}', f'{sum(dropped.values()):,}', column, list(allowed),
              ', '.join(f'{column} {v}: {c:,}' for v, c in dropped.items()))
 
@@ -350,13 +349,69 @@ def check_binary(path: Path, frame: pd.DataFrame, columns: Sequence[str], first_
                             f'{v[i]:g} is not 0 or 1')
 
 
-def check_domains(path: Path, values: np.ndarray, column: str, allowed: Sequence[int],
+def check_domains(path: Path, values: np.ndarray, column: str, allowed: Sequence,
                   first_row: int, what: str) -> None:
     """A domain value outside `allowed` is a DataError; `what` says where `allowed` comes from."""
-    allowed_arr = np.asarray(sorted(int(x) for x in allowed))
-    bad = ~np.isin(values, allowed_arr)
+    bad = domain_index(values, allowed) < 0
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         row = first_row + i + 1
         raise DataError(f'{path}: column {column!r}, row {row} (line {row + 1}): domain value '
-                        f"{values[i]} is not in {what} {sorted(int(x) for x in allowed)}")
+                        f"{values[i]} is not in {what} {_sorted(allowed)}")
+
+
+def domain_index(values: np.ndarray, domains: Sequence) -> np.ndarray:
+    """int64 [N]: the position of each raw domain value in ``domains``, -1 where it is none.
+
+    Int domains and an int column compare as numbers; anything else compares as text, so
+    string domains ('home', 'search') work, and so does an int column against domains given
+    as strings. Whole floats (an int column that NaNs made float) count as ints.
+    """
+    values = np.asarray(values)
+    domains = list(domains)
+    if not domains:
+        return np.full(len(values), -1, np.int64)
+    ints = all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in domains)
+    if ints and values.dtype.kind in 'iu':
+        arr = np.asarray(domains, np.int64)
+        order = np.argsort(arr, kind='stable')
+        pos = np.minimum(np.searchsorted(arr[order], values), len(arr) - 1)
+        return np.where(arr[order][pos] == values, order[pos], -1).astype(np.int64)
+    text = pd.Series(values)
+    if text.dtype.kind == 'f':
+        whole = text.isna() | (np.isfinite(text) & (text == text.round()))
+        if whole.all():
+            text = text.astype('Int64')  # 1.0 -> '1', NaN -> '<NA>' (in no domain)
+    index = pd.Index([str(d) for d in domains])
+    return index.get_indexer(text.astype(str)).astype(np.int64)
+
+
+def count_values(values: np.ndarray) -> dict:
+    """{value: rows} of a column's values, for the drop lines (bincount for small ints)."""
+    values = np.asarray(values)
+    if values.dtype.kind in 'iu' and (len(values) == 0 or 0 <= values.min() <= values.max()
+                                      < 1 << 16):
+        counts = np.bincount(values)
+        return {v: int(c) for v, c in enumerate(counts.tolist()) if c}
+    return {plain_value(v): int(c) for v, c in pd.Series(values).value_counts().items()}
+
+
+def plain_value(v):
+    """A numpy scalar as the Python value, so messages print 6, not np.int64(6)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _sorted(values) -> list:
+    """Sorted for a message: numbers as numbers, anything mixed as text."""
+    values = [plain_value(v) for v in values]
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def _sorted_items(d: Mapping) -> list:
+    try:
+        return sorted(d.items())
+    except TypeError:
+        return sorted(d.items(), key=lambda kv: str(kv[0]))

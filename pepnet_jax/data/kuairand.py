@@ -14,6 +14,9 @@ and the quirks of the real files:
 
 Rows keep their file order within a split. Only the needed columns are parsed (usecols with
 explicit dtypes), in chunks, with progress lines for big files.
+
+The module registers the 'kuairand' ``DataFormat`` (at the end): the defaults ``config.data``
+falls back to (tasks, tabs 0, 1, 2, 4, the official split dates) and the preset features.
 """
 
 from __future__ import annotations
@@ -30,15 +33,21 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from pepnet_jax.data import formats
 from pepnet_jax.data.errors import (DataError, note, note_drops, check_binary, check_domains,
-                                    missing_file_error, read_csv_chunks, read_header,
-                                    require_columns)
-from pepnet_jax.features import FORMATS, DataSpec, kuairand_features, kuairand_groups  # noqa: F401
+                                    count_values, domain_index, missing_file_error,
+                                    read_csv_chunks, read_header, require_columns)
+from pepnet_jax.features import DataSpec
 
 YEAR = 2022
 MISSING_CODE = -124
 UNKNOWN_STRINGS = ('UNKNOWN',)
-KNOWN_TABS = FORMATS['kuairand']['known_domains']
+KNOWN_TABS = tuple(range(15))
+DEFAULT_TABS = (0, 1, 2, 4)  # the four large tabs: the domains unless config.data.domains says
+TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hate', 'long_view')
+# The official split of the standard logs' days (inclusive): two weeks, one week, 10 days.
+DEFAULT_SPLITS = {'train': ('20220408', '20220421'), 'valid': ('20220422', '20220428'),
+                  'test': ('20220429', '20220508')}
 USER_KEY, VIDEO_KEY = 'user_id', 'video_id'
 LOG_COLUMNS = ('user_id', 'video_id', 'date', 'hourmin', 'time_ms', 'is_click', 'is_like',
                'is_follow', 'is_comment', 'is_forward', 'is_hate', 'long_view', 'play_time_ms',
@@ -51,13 +60,15 @@ RAW_PREDICT_COLUMNS = ('user_id', 'video_id', 'time_ms', 'tab')
 TEXT_COLUMNS = ('user_active_degree', 'follow_user_num_range', 'fans_user_num_range',
                 'friend_user_num_range', 'register_days_range', 'video_type', 'upload_dt',
                 'upload_type', 'tag')
-FEATURE_FILE_COLUMNS = frozenset(
-    ['user_id', 'user_active_degree', 'is_lowactive_period', 'is_live_streamer',
+USER_FILE_COLUMNS = (
+    ('user_id', 'user_active_degree', 'is_lowactive_period', 'is_live_streamer',
      'is_video_author', 'follow_user_num', 'follow_user_num_range', 'fans_user_num',
      'fans_user_num_range', 'friend_user_num', 'friend_user_num_range', 'register_days',
-     'register_days_range'] + [f'onehot_feat{i}' for i in range(18)] +
-    ['video_id', 'author_id', 'video_type', 'upload_dt', 'upload_type', 'visible_status',
-     'video_duration', 'server_width', 'server_height', 'music_id', 'music_type', 'tag'])
+     'register_days_range') + tuple(f'onehot_feat{i}' for i in range(18)))
+VIDEO_FILE_COLUMNS = ('video_id', 'author_id', 'video_type', 'upload_dt', 'upload_type',
+                      'visible_status', 'video_duration', 'server_width', 'server_height',
+                      'music_id', 'music_type', 'tag')
+FEATURE_FILE_COLUMNS = frozenset(USER_FILE_COLUMNS + VIDEO_FILE_COLUMNS)
 INT_COLUMNS = ('user_id', 'video_id', 'date', 'hourmin', 'time_ms', 'tab')
 # The official standard-log date ranges: a split touching one needs that file.
 OFFICIAL_STANDARD = ((20220408, 20220421, '4_08_to_4_21'), (20220422, 20220508, '4_22_to_5_08'))
@@ -145,11 +156,13 @@ def find_layout(data_dir: str | Path, version: str = 'auto') -> Layout:
 def parse_splits(data_config: Any) -> dict[str, tuple[int, int]]:
     """config.data.splits -> {name: (first YYYYMMDD, last YYYYMMDD)}, inclusive, validated.
 
-    Ranges must be real dates, first <= last, and disjoint: the reader routes a row to every
-    split whose range holds its date, so an overlap would copy rows into two splits.
+    Empty means DEFAULT_SPLITS. Ranges must be real dates, first <= last, and disjoint: the
+    reader routes a row to every split whose range holds its date, so an overlap would copy
+    rows into two splits.
     """
     raw = data_config.get('splits', None)
     raw = raw.to_dict() if hasattr(raw, 'to_dict') else dict(raw or {})
+    raw = raw or dict(DEFAULT_SPLITS)
     if 'train' not in raw:
         raise DataError(f'config.data.splits must contain "train" (the vocab is fitted on it), got '
                         f'{list(raw)}')
@@ -216,9 +229,10 @@ def _plan_columns(layout: Layout, spec: DataSpec, log_header: Sequence[str],
     needed: dict[str, str] = {}
     for i, f in enumerate(spec.features):
         needed.setdefault(f.column, f'config.data.features[{i}] ({f.name!r})')
-    needed.setdefault(spec.group_column, 'config.data.group_column')
+    for c in spec.group_columns:
+        needed.setdefault(c, 'config.data.group_column')
     log_needed = {USER_KEY: 'the user join', VIDEO_KEY: 'the video join',
-                  spec.domain_column: 'the domain (config.data.tabs)'}
+                  spec.domain_column: 'the domain (config.data.domains)'}
     for c in extra:
         log_needed[c] = 'the split'
     user_header = read_header(layout.user_files[0]) if layout.user_files else []
@@ -382,7 +396,7 @@ def _plan(data_config: Any, spec: DataSpec):
 def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     """{split: raw frame} with log, user and video columns, rows in file order.
 
-    Rows of tabs outside config.data.tabs are dropped; a tab outside KuaiRand's 0..14 is a
+    Rows of tabs outside config.data.domains are dropped; a tab outside KuaiRand's 0..14 is a
     DataError. Standard-log rows whose date is no calendar date, or in no split's range, are
     left out too. Each kind of drop gets one counted [data] line, so none goes unnoticed.
     ``max_rows`` keeps a random sample of that many rows of each split, seeded by
@@ -393,7 +407,6 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     layout, plan, splits = _plan(data_config, spec)
     max_rows = int(data_config.get('max_rows', 0) or 0)
     seed = int(data_config.get('seed', 0) or 0)
-    tabs = np.asarray(spec.domains)
     if not plan:
         lo, hi = splits['train']
         raise DataError(f"split 'train' is empty: dates {lo}..{hi} overlap no standard log in "
@@ -425,9 +438,10 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
             keys = key_rng.random(len(chunk)) if max_rows else None
             check_binary(lf.path, chunk, label_cols, start)
             tab = chunk[spec.domain_column].to_numpy()
-            check_domains(lf.path, tab, spec.domain_column, KNOWN_TABS, start,
-                          'the KuaiRand tab range')
-            keep = np.isin(tab, tabs)
+            if spec.domain_column == FORMAT.domain_column:
+                check_domains(lf.path, tab, spec.domain_column, KNOWN_TABS, start,
+                              'the KuaiRand tab range')
+            keep = domain_index(tab, spec.domains) >= 0
             date = chunk['date'].to_numpy()
             real = _calendar_dates(date) if lf.kind == 'standard' else np.ones(len(date), bool)
             if not real.all():
@@ -437,7 +451,7 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
                 rows = real if rng is None else real & (date >= rng[0]) & (date <= rng[1])
                 anywhere |= rows
                 if (dropped := rows & ~keep).any():
-                    tab_drops[n].update(dict(enumerate(np.bincount(tab[dropped]).tolist())))
+                    tab_drops[n].update(count_values(tab[dropped]))
                 taken = rows & keep
                 if taken.any():
                     parts[n].append(chunk[taken])
@@ -471,7 +485,8 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
             rng = splits.get(n)
             dates = f'dates {rng[0]}..{rng[1]}' if rng else 'the random log'
             raise DataError(f'split {n!r} is empty: no rows with {dates} and tab in '
-                            f'{list(spec.domains)} (config.data.tabs) in {sources[n] or "any file"}')
+                            f'{list(spec.domains)} (config.data.domains) in '
+                            f'{sources[n] or "any file"}')
         frames[n] = pd.concat(parts[n], ignore_index=True)
         _normalize_missing(frames[n], feat_log_cols)
     _join_features(layout, frames, user_cols, video_cols)
@@ -496,7 +511,7 @@ def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
 
     All rows are kept, in order. Labels are read when present (else the tasks are missing).
     Returns (frame, raw) where raw holds the user_id, video_id, time_ms and tab columns.
-    A tab not in config.data.tabs is a DataError: the model has no domain for it.
+    A tab not in config.data.domains is a DataError: the model has no domain for it.
     """
     path = Path(path)
     if not path.is_file():
@@ -512,7 +527,7 @@ def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
     for start, chunk in read_csv_chunks(path, usecols, _dtypes(usecols), label='predict '):
         check_binary(path, chunk, label_cols, start)
         check_domains(path, chunk[spec.domain_column].to_numpy(), spec.domain_column,
-                      spec.domains, start, 'config.data.tabs')
+                      spec.domains, start, 'config.data.domains')
         parts.append(chunk)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=usecols)
     if len(frame) == 0:
@@ -521,3 +536,65 @@ def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
     _join_features(layout, {'predict': frame}, user_cols, video_cols)
     raw = {c: frame[c].to_numpy().copy() for c in RAW_PREDICT_COLUMNS}
     return frame, raw
+
+
+def read_predict_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
+                      data_config: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """``DataFormat.read_file``: read_log_file with config.data.version."""
+    return read_log_file(path, data_dir, spec, data_config.get('version', 'auto') or 'auto')
+
+
+# --------------------------------------------------------------------------------------------
+# Presets. Each returns plain dicts so they drop straight into ``config.data.features``.
+
+
+def kuairand_features() -> list[dict[str, Any]]:
+    """Default KuaiRand features (columns of the log, user and video feature files).
+
+    * user_id, video_id, author_id: the identity embeddings; also the PPNet priors.
+    * tab: the domain id (shared=False: it only feeds the EPNet domain gate).
+    * user_active_degree, is_live_streamer (-124 = missing -> OOV), is_video_author: profile.
+    * follow/fans/friend_user_num_range, register_days_range: the official bucket strings
+      (quoted, with commas) as categories; the raw counts as log1p-standardized dense inputs.
+    * onehot_feat0..17: the 18 encrypted user categoricals (4 and 12-17 have NaN -> OOV).
+    * video_type, upload_type, music_type: video categoricals; music_id with min_count=2 so
+      one-off tracks share the OOV row.
+    * tag: comma-separated category list, mean-pooled (<= 3 tags in the Pure file).
+    * duration: the log's duration_ms (always present, unlike video_duration) in 20 quantile
+      buckets; hourmin in 24 quantile buckets as the time-of-day context.
+    """
+    cat = lambda name, column=None, **kw: dict(name=name, column=column or name,
+                                               kind='categorical', **kw)
+    feats = [
+        cat('user_id'), cat('video_id'), cat('author_id'), cat('tab', shared=False),
+        cat('user_active_degree'), cat('is_live_streamer'), cat('is_video_author'),
+        cat('follow_user_num_range'), cat('fans_user_num_range'), cat('friend_user_num_range'),
+        cat('register_days_range'),
+    ]
+    feats += [cat(f'onehot_feat{i}') for i in range(18)]
+    feats += [
+        cat('video_type'), cat('upload_type'), cat('music_type'), cat('music_id', min_count=2),
+        dict(name='tag', column='tag', kind='multi', max_len=3, sep=','),
+        dict(name='duration', column='duration_ms', kind='bucket', num_buckets=20),
+        dict(name='hourmin', column='hourmin', kind='bucket', num_buckets=24),
+    ]
+    feats += [dict(name=c, column=c, kind='dense', transform='log1p')
+              for c in ('follow_user_num', 'fans_user_num', 'friend_user_num', 'register_days')]
+    return feats
+
+
+def kuairand_groups() -> dict[str, tuple[str, ...]]:
+    """Gate inputs: the domain side for EPNet and the user/item/author priors for PPNet."""
+    return dict(domain=('tab',),
+                user=('user_id', 'user_active_degree', 'is_live_streamer', 'is_video_author',
+                      'fans_user_num_range', 'register_days_range'),
+                item=('video_id', 'video_type', 'upload_type', 'tag', 'duration'),
+                author=('author_id',))
+
+
+FORMAT = formats.register(formats.DataFormat(
+    name='kuairand', read_splits=read_splits, input_files=input_files,
+    read_file=read_predict_file, domain_column='tab', known_domains=KNOWN_TABS,
+    group_column=USER_KEY, tasks=TASKS, domains=DEFAULT_TABS, splits=DEFAULT_SPLITS,
+    features=kuairand_features, groups=kuairand_groups,
+    entities={'user': USER_FILE_COLUMNS, 'video': VIDEO_FILE_COLUMNS}))

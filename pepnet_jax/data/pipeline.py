@@ -1,6 +1,7 @@
 """files -> features -> batches: ``load_datasets`` and ``Dataset``.
 
-``load_datasets`` reads the splits with the format's reader, fits the vocab on train, encodes
+``load_datasets`` reads the splits with the format's reader (its ``DataFormat`` record, see
+formats.py), fits the vocab on train, encodes
 every split into flat numpy columns and caches them (see cache.py); later runs only memory-map
 the cache. ``Dataset`` serves batches by gathering rows from those columns, so an epoch never
 loads more than one batch of rows at a time.
@@ -8,8 +9,8 @@ loads more than one batch of rows at a time.
 Batch (all numpy):
   features:   {name: int32 [B] | int32 [B, max_len] (multi, 0-padded) | float32 [B] (dense)}
   labels:     float32 [B, T]        label_mask: float32 [B, T] (0 = label missing)
-  domain:     int32 [B] (index into config.data.tabs)
-  group:      int64 [B] (raw group column, e.g. user id, for GAUC)
+  domain:     int32 [B] (index into config.data.domains)
+  group:      int64 [B] (GAUC group key, see group_keys: e.g. the raw user id)
   weight:     float32 [B] (1 real row, 0 padding)
 """
 
@@ -24,13 +25,13 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data import aliccp, cache, kuairand
-from pepnet_jax.data.errors import DataError, note
+from pepnet_jax.data import cache, formats
+from pepnet_jax.data.errors import DataError, domain_index, note, plain_value
 from pepnet_jax.data.vocab import Vocab
-from pepnet_jax.features import DataSpec, FeatureInfo, spec_from_config
+from pepnet_jax.features import DataSpec, FeatureInfo, resolve_splits, spec_from_config
 
-READERS = {'kuairand': kuairand, 'aliccp': aliccp}
 LABEL_MISSING = -1
+_MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes the parts of a combined key
 
 
 def column_layout(data_spec: DataSpec) -> dict[str, tuple[str, int, int]]:
@@ -83,27 +84,52 @@ def encode_frame(frame: pd.DataFrame, data_spec: DataSpec, vocab: Vocab) -> dict
             v = frame[t].to_numpy(dtype=np.float64, na_value=np.nan)
             labels[:, j] = np.where(np.isnan(v), LABEL_MISSING, v).astype(np.int8)
     out['labels'] = labels
+    if data_spec.domain_column not in frame.columns:
+        raise DataError(f'the domain column {data_spec.domain_column!r} '
+                        '(config.data.domain_column) is missing from the frame')
     dom = frame[data_spec.domain_column].to_numpy()
-    domains = np.asarray(data_spec.domains)
-    order = np.argsort(domains)
-    pos = np.minimum(np.searchsorted(domains[order], dom), len(domains) - 1)
-    ok = domains[order][pos] == dom
-    if not ok.all():
-        i = int(np.flatnonzero(~ok)[0])
-        raise DataError(f'column {data_spec.domain_column!r}, row {i + 1}: domain value {dom[i]} '
-                        f'is not in config.data.tabs {list(data_spec.domains)}')
-    out['domain'] = order[pos].astype(np.int32)
-    g = frame[data_spec.group_column]
-    if pd.api.types.is_integer_dtype(g.dtype):
-        out['group'] = g.to_numpy(np.int64)
-    else:
-        num = pd.to_numeric(g, errors='coerce').to_numpy(np.float64)
-        if np.all(np.isfinite(num) & (num == np.round(num))):
-            out['group'] = num.astype(np.int64)
-        else:  # text group ids: a stable 63-bit hash keeps groups distinct
-            h = pd.util.hash_array(g.astype(str).to_numpy(dtype=object), categorize=True)
-            out['group'] = (h >> np.uint64(1)).astype(np.int64)
+    index = domain_index(dom, data_spec.domains)
+    if (index < 0).any():
+        i = int(np.flatnonzero(index < 0)[0])
+        raise DataError(f'column {data_spec.domain_column!r}, row {i + 1}: domain value '
+                        f'{plain_value(dom[i])!r} is not in config.data.domains '
+                        f'{list(data_spec.domains)}')
+    out['domain'] = index.astype(np.int32)
+    out['group'] = group_keys(frame, data_spec.group_columns)
     return out
+
+
+def group_keys(frame: pd.DataFrame, columns: str | tuple[str, ...] | list[str]) -> np.ndarray:
+    """int64 [N] GAUC group of each row: the combination of ``columns`` (config.data.group_column,
+    'user_id' or 'user_id,tab').
+
+    The one place groups are computed. One integer column is kept as it is (a user id stays
+    the user id, so caches and results from before combinations existed do not change); a
+    text column, or a combination of columns, becomes a stable 63-bit hash of the values
+    (distinct groups collide with odds ~N^2 / 2^64).
+    """
+    columns = tuple(columns.split(',')) if isinstance(columns, str) else tuple(columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f'config.data.group_column={",".join(columns)!r}: column(s) {missing} '
+                        f'are missing from the frame (columns: {list(frame.columns)})')
+    if len(columns) == 1:
+        return _column_key(frame[columns[0]])
+    acc = np.zeros(len(frame), np.uint64)
+    for c in columns:  # order matters: 'a,b' and 'b,a' group alike but hash apart
+        acc = (acc ^ pd.util.hash_array(_column_key(frame[c]))) * _MIX
+    return (pd.util.hash_array(acc) >> np.uint64(1)).astype(np.int64)
+
+
+def _column_key(g: pd.Series) -> np.ndarray:
+    """int64 [N] key of one column: whole numbers as they are, anything else hashed as text."""
+    if pd.api.types.is_integer_dtype(g.dtype):
+        return g.to_numpy(np.int64)
+    num = pd.to_numeric(g, errors='coerce').to_numpy(np.float64)
+    if np.all(np.isfinite(num) & (num == np.round(num))):
+        return num.astype(np.int64)
+    h = pd.util.hash_array(g.astype(str).to_numpy(dtype=object), categorize=True)
+    return (h >> np.uint64(1)).astype(np.int64)
 
 
 class Dataset:
@@ -233,9 +259,12 @@ def _prefetch(gen: Iterator[Any], depth: int) -> Iterator[Any]:
 
 
 def _cache_config(data_config: Any, spec: DataSpec) -> dict[str, Any]:
-    """The config fields the encoded columns depend on (not batch size, seed, cache_dir)."""
-    splits = data_config.get('splits', None)
-    splits = splits.to_dict() if hasattr(splits, 'to_dict') else dict(splits or {})
+    """The config fields the encoded columns depend on (not batch size, seed, cache_dir).
+
+    Splits as resolved (empty = the format's), so a config that spells out the defaults and
+    one that leaves them empty share a cache.
+    """
+    splits = resolve_splits(data_config, formats.get(spec.format))
     return dict(spec=spec.to_dict(), splits={k: list(v) if not isinstance(v, str) else v
                                              for k, v in splits.items()},
                 version=data_config.get('version', 'auto'),
@@ -250,7 +279,7 @@ def load_datasets(data_config: Any, workdir: str | Path
     """Build (or load from cache) every split; save the vocab into <workdir>/vocab."""
     t0 = time.time()
     spec = spec_from_config(data_config)
-    reader = READERS[spec.format]
+    reader = formats.get(spec.format)
     # Readers plan their columns from f.column; reader_spec() spells crosses out as their parts.
     files = reader.input_files(data_config, spec.reader_spec())
     cfg = _cache_config(data_config, spec)

@@ -19,15 +19,18 @@ def data_dir(config, workdir: str) -> str:
 
 
 def generated_tabs(config) -> tuple[int, ...]:
-  """Tabs a generated folder holds: the standard four plus any that config.data.tabs adds.
+  """Tabs a generated folder holds: the standard four plus any that config.data.domains (or
+  its old name, tabs) adds.
 
-  The reader drops rows of other tabs, so configs that only narrow config.data.tabs (e.g.
+  The reader drops rows of other tabs, so configs that only narrow the domains (e.g.
   experiments/narrow_settings.py) share one folder, the same data, with the rest. Not all 15
-  tabs: predict mode rejects a tab outside config.data.tabs, so a generated log could then not
-  be predicted on with the default tabs.
+  tabs: predict mode rejects a tab outside config.data.domains, so a generated log could then
+  not be predicted on with the default tabs.
   """
+  from pepnet_jax import features
   from pepnet_jax.data import kuairand_synth
-  return tuple(sorted(set(kuairand_synth.DEFAULT_TABS) | {int(t) for t in config.data.tabs}))
+  domains = features.resolve_domains(config.data)
+  return tuple(sorted(set(kuairand_synth.DEFAULT_TABS) | {int(t) for t in domains}))
 
 
 def expected_generator_args(config) -> dict:
@@ -44,7 +47,7 @@ _ARG_SOURCE = {'rows': 'config.data.generate.rows', 'users': 'config.data.genera
                'videos': 'config.data.generate.videos', 'authors': 'config.data.generate.authors',
                'seed': 'config.data.generate.seed',
                'random_rows': 'config.data.generate.random_rows',
-               'tabs': 'config.data.tabs; a run generates 0, 1, 2, 4 and any it adds',
+               'tabs': 'config.data.domains; a run generates 0, 1, 2, 4 and any it adds',
                'version': 'file-name suffix', 'generator_version': 'the generator code'}
 
 

@@ -1,8 +1,22 @@
-"""Model registry: ``build_model(config.model, feature_infos, data_spec)``."""
+"""Model registry: ``build_model(config.model, feature_infos, data_spec)``.
+
+A model file registers its factory itself (``@register('my_model')``); nothing
+central lists the models. ``config.model.name`` is looked up in the registry,
+then as a module of this package (``pepnet_jax/models/<name>.py`` is imported,
+so a new file here registers itself on first use), then, for a dotted name
+such as ``my_project.models.wide``, as an importable module that registers
+that full name. What a model must provide: ``models/contract.py``.
+
+A factory is ``fn(model_config, feature_infos, data_spec, common) -> Module``;
+``common`` holds the arguments every model takes (features, num_tasks,
+num_domains, embed_dim, dtype, row_multiple, dropout).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 
 from pepnet_jax.models import layers
 from pepnet_jax.models.pepnet import PEPNet
@@ -22,18 +36,54 @@ def _pepnet(mc, infos, spec, common):
 MODELS = {'pepnet': _pepnet}
 
 
-def register(name):
+def register(name: str):
+  """Decorator: registers a model factory under ``name`` (see module docstring).
+
+  Registering another factory under a taken name is an error; re-running the
+  same definition (a reloaded module, a notebook cell) replaces it.
+  """
   def deco(fn):
+    old = MODELS.get(name)
+    if old is not None and old is not fn and old.__qualname__ != fn.__qualname__:
+      raise ValueError(f'model name {name!r} is already registered by '
+                       f'{old.__module__}.{old.__qualname__}')
     MODELS[name] = fn
     return fn
   return deco
 
 
+def _bundled_modules() -> list[str]:
+  return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_'))
+
+
+def resolve(name: str):
+  """The factory registered as ``name``, importing the module that registers it
+  (``pepnet_jax.models.<name>``, or the dotted module path ``name``)."""
+  if name in MODELS:
+    return MODELS[name]
+  candidates = [f'{__name__}.{name}'] if name.isidentifier() else []
+  if '.' in name:
+    candidates.append(name)
+  for module in candidates:
+    try:
+      importlib.import_module(module)
+    except ModuleNotFoundError as e:
+      if e.name is None or not module.startswith(e.name):
+        raise  # the module exists but one of its own imports is missing
+      continue
+    if name in MODELS:
+      return MODELS[name]
+    raise ValueError(f'config.model.name={name!r}: module {module} was imported but registers '
+                     f'no model of that name (it needs @register({name!r}))')
+  raise ValueError(
+      f'config.model.name={name!r} is not a registered model ({", ".join(sorted(MODELS))}), '
+      f'a module of pepnet_jax.models ({", ".join(_bundled_modules())}) or an importable '
+      'dotted module path that registers it; see docs/extending.md')
+
+
 def build_model(model_config, feature_infos, data_spec):
   """The Linen module named by ``config.model.name``, sized for the data."""
-  name = model_config.name
-  if name not in MODELS:
-    raise ValueError(f'config.model.name={name!r} is not one of {sorted(MODELS)}')
+  factory = resolve(model_config.name)
   if model_config.get('domain_in_input', False):
     # Domain-side fields (shared=False) join E as well: a baseline without EPNet
     # otherwise never sees which domain a row comes from.
@@ -43,7 +93,7 @@ def build_model(model_config, feature_infos, data_spec):
                 dtype=layers.dtype_from_name(model_config.get('dtype', 'float32')),
                 row_multiple=model_config.get('table_row_multiple', 1),
                 dropout=float(model_config.get('dropout', 0.0)))
-  return MODELS[name](model_config, feature_infos, data_spec, common)
+  return factory(model_config, feature_infos, data_spec, common)
 
 from pepnet_jax.models import baselines  # noqa: E402,F401  (registers the baselines)
 from pepnet_jax.models import linear  # noqa: E402,F401  (registers 'lr')

@@ -43,9 +43,14 @@ class _Base(nn.Module):
   dropout: float = 0.0  # on each tower layer's output but the logit (training only)
 
   def setup(self):
-    self.embed = layers.FeatureEmbeddings(self.features, self.embed_dim,
-                                         row_multiple=self.row_multiple)
+    self.embed = self.make_tables()
     self.pool = layers.FieldPooling(self.features, self.embed_dim)
+
+  def make_tables(self) -> nn.Module:
+    """The embedding tables; a subclass overrides this alone to change their
+    widths or add tables per feature (``FeatureEmbeddings(dim={...})``)."""
+    return layers.FeatureEmbeddings(self.features, self.embed_dim,
+                                    row_multiple=self.row_multiple)
 
   def __call__(self, inputs, domain):
     return self.head(self.lookup(inputs), inputs, domain)

@@ -36,27 +36,57 @@ def batched_lecun_normal():
 
 
 class FeatureEmbeddings(nn.Module):
-  """One table per id feature: ``embed/<name>`` of shape [vocab_size, dim].
+  """The embedding tables of every id feature, gathered by that feature's ids.
 
-  Returns the gathered rows, [B, dim] for single ids and [B, L, dim] for
-  multi-valued features; pooling happens in ``pool_fields`` so that gradients
-  can be taken with respect to these rows.
+  ``dim`` an int: one table per feature, ``embed/<feature>`` [vocab, dim], rows
+  returned as ``rows[feature]``. ``dim`` a mapping {table: width}: that many
+  tables per feature, ``embed/<feature>/<table>``, rows as
+  ``rows[feature][table]`` (e.g. a deep embedding and a wide weight per id).
+  Rows are [B, width] for single ids and [B, L, width] for multi-valued
+  features; pooling happens in ``FieldPooling`` so that gradients can be
+  taken with respect to these rows (the row-sparse update needs them).
   """
   features: Sequence[Any]
-  dim: int
-  init_scale: float = 0.05
+  dim: int | Mapping[str, int]
+  init_scale: float | Mapping[str, float] = 0.05
   row_multiple: int = 1  # rows rounded up so tables split evenly over devices
 
   @nn.compact
-  def __call__(self, ids: Mapping[str, Array]) -> dict[str, Array]:
+  def __call__(self, ids: Mapping[str, Array]) -> dict[str, Any]:
     rows = {}
     for f in self.features:
       if f.kind not in table_kinds():
         continue
-      rows_ = -(-f.vocab_size // self.row_multiple) * self.row_multiple
-      table = self.param(f.name, symmetric_uniform(self.init_scale), (rows_, self.dim))
-      rows[f.name] = jnp.take(table, ids[f.name], axis=0)
+      n = -(-f.vocab_size // self.row_multiple) * self.row_multiple
+      if isinstance(self.dim, Mapping):
+        rows[f.name] = _FeatureTables(self.dim, self.init_scale, n, name=f.name)(ids[f.name])
+      else:
+        table = self.param(f.name, symmetric_uniform(_scale(self.init_scale, None)),
+                           (n, self.dim))
+        rows[f.name] = jnp.take(table, ids[f.name], axis=0)
     return rows
+
+
+def _scale(init_scale, table):
+  if isinstance(init_scale, Mapping):
+    return init_scale.get(table, 0.05)
+  return init_scale
+
+
+class _FeatureTables(nn.Module):
+  """The tables {table: width} of one feature, all indexed by its ids."""
+  dims: Mapping[str, int]
+  init_scale: float | Mapping[str, float]
+  rows: int
+
+  @nn.compact
+  def __call__(self, ids: Array) -> dict[str, Array]:
+    out = {}
+    for table, width in self.dims.items():
+      t = self.param(table, symmetric_uniform(_scale(self.init_scale, table)),
+                     (self.rows, int(width)))
+      out[table] = jnp.take(t, ids, axis=0)
+    return out
 
 
 def dropout(module, x: Array, rate: float) -> Array:

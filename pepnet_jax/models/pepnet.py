@@ -65,11 +65,15 @@ class PEPNet(nn.Module):
   row_multiple: int = 1
   dropout: float = 0.0  # on each tower layer's output but the logit (training only)
 
+  def make_tables(self) -> nn.Module:
+    """The embedding tables (one [vocab, embed_dim] table per id feature)."""
+    return layers.FeatureEmbeddings(self.features, self.embed_dim,
+                                    row_multiple=self.row_multiple)
+
   def setup(self):
     if self.task_gates not in ('split', 'separate'):
       raise ValueError(f"config.model.task_gates={self.task_gates!r}: use 'split' or 'separate'")
-    self.embed = layers.FeatureEmbeddings(self.features, self.embed_dim,
-                                         row_multiple=self.row_multiple)
+    self.embed = self.make_tables()
     self.pool = layers.FieldPooling(self.features, self.embed_dim)
     shared = [f.name for f in self.features if f.shared]
     e_dim = len(shared) * self.embed_dim
