@@ -603,20 +603,34 @@ class Checkpointer:
 
 
 def restore_for_inference(workdir: str, state: Any, step: int | None) -> tuple[Any, int]:
-  """(state, step) of ``<workdir>/checkpoints`` step ``step``, or of the newest
-  readable one: a damaged newest step is skipped with a warning and left in
-  place (evaluate and predict may run beside a trainer)."""
-  ckpt = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'))
+  """(state, step) for evaluate and predict: by default the step the training
+  report used, i.e. the best validation step in ``<workdir>/best`` when the run
+  selected one, else the newest readable step of ``<workdir>/checkpoints`` (a
+  damaged newest step is skipped with a warning and left in place: evaluate and
+  predict may run beside a trainer); ``step`` picks one from either folder."""
+  workdir = os.path.abspath(workdir)
+  best_dir = os.path.join(workdir, 'best')
+  best = Checkpointer(best_dir) if os.path.isdir(best_dir) else None  # (it would create one)
+  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
   try:
-    if ckpt.latest_step() is None:
+    best_step = best.latest_step() if best else None
+    if step is None and best_step is not None:
+      state, meta, step = best.restore_latest(state)
+      print(f'Using the best validation step {step} (the one the training report used; '
+            '--step=N picks another)', flush=True)
+    elif step is not None and step == best_step and step not in ckpt.all_steps():
+      state, meta = best.restore(state, step)
+    elif ckpt.latest_step() is None:
       raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first '
                               f'(python run.py --config ... --workdir {workdir})')
-    if step is None:
+    elif step is None:
       state, meta, step = ckpt.restore_latest(state)
     else:
       state, meta = ckpt.restore(state, step)
   finally:
     ckpt.close()
+    if best:
+      best.close()
   return state, int(meta.get('step', step))
 
 

@@ -44,7 +44,7 @@ def evaluate(config, workdir: str, step: int | None = None, split: str | None = 
   if split not in datasets:
     raise ValueError(f'--split={split!r}: this config has splits {sorted(datasets)}')
   results = train.evaluate_dataset(steps, state.params, datasets[split], data_spec,
-                                   config.data.eval_batch_size)
+                                   config.data.eval_batch_size, config.train.get('metrics', ()))
   results['split'], results['step'] = split, step
   print(f'Evaluation on the {split} split ({datasets[split].num_rows:,} rows), checkpoint step {step}:')
   print(report_lib.format_table(results))

@@ -123,6 +123,9 @@ def base_config() -> ml_collections.ConfigDict:
   # step by select_metric is kept in <workdir>/best and the report uses it.
   c.train.select_best = True
   c.train.select_metric = 'mean_auc'  # any key of the 'valid' lines of metrics.jsonl
+  # Extra evaluation metrics beside AUC / GAUC / logloss, by registered name
+  # ('pr_auc') or 'module:name' (pepnet_jax/metrics.py register_metric).
+  c.train.metrics = ()
   c.train.patience = 0                # validations without improvement; 0 = never stop early
   c.train.min_delta = 0.0
 
@@ -205,6 +208,8 @@ def validate_train(c: ml_collections.ConfigDict) -> None:
   need(0.0 <= tc.get('oov_rate', 0.0) < 1.0, 'oov_rate', 'must be in [0, 1)')
   need(tc.get('nonfinite', 'stop') in ('stop', 'skip'), 'nonfinite', "use 'stop' or 'skip'")
   need(tc.get('max_skipped_steps', 10) >= 0, 'max_skipped_steps', 'must be >= 0')
+  from pepnet_jax import metrics
+  metrics.resolve_metrics(tc.get('metrics', ()))  # a ValueError naming the entry
   if c.data.batch_size < 1:
     raise ValueError(f'config.data.batch_size={c.data.batch_size}: must be >= 1')
 

@@ -329,6 +329,30 @@ def resolve_splits(data_config: Any, fmt: 'formats.DataFormat | None' = None) ->
     return dict(fmt.splits or {})
 
 
+def with_format_defaults(data_config: Any) -> Any:
+    """A copy of ``config.data`` whose empty fields hold the format's defaults (splits, tasks,
+    domains, domain_column, group_column): what the format's reader functions get, so that a
+    reader reads ``data_config['splits']`` and never needs to know that empty means default."""
+    import ml_collections
+    fmt = data_format(data_config)
+    if isinstance(data_config, ml_collections.ConfigDict):
+        out = data_config.copy_and_resolve_references()
+        out.unlock()
+    else:
+        out = ml_collections.ConfigDict(dict(data_config))
+    filled = dict(splits=resolve_splits(data_config, fmt),
+                  tasks=resolve_tasks(data_config, fmt),
+                  domains=resolve_domains(data_config, fmt),
+                  domain_column=_get(data_config, 'domain_column', None) or fmt.domain_column,
+                  group_column=_get(data_config, 'group_column', None) or fmt.group_column)
+    for k, v in filled.items():
+        if k in out:
+            del out[k]  # a ConfigDict field keeps its first type; the default may differ
+        out[k] = v
+    out.tabs = ()
+    return out
+
+
 def _group_column(raw: Any) -> str:
     """'user_id' or 'user_id,tab' (or a list of names), stored as 'a,b': the spec stays flat."""
     parts = _values('config.data.group_column', raw) if raw else ()

@@ -14,16 +14,27 @@ or (domain, user) (per-domain GAUC), so there is no Python loop over groups.
 
 Labels are 0/1: for ranking metrics and counts a label is positive when it is
 > 0.5; logloss uses the label value itself (binary cross-entropy).
+
+More metrics: ``register_metric(name, fn)`` with ``fn(labels, scores) -> float``
+(numpy [n] each, the rows that count for one task, overall or in one domain),
+then ``config.train.metrics=(name,)``, or ``('my_pkg.my_metrics:name',)``, which
+imports ``my_pkg.my_metrics`` first (a module that registers ``name``). Each
+extra metric lands beside auc/gauc/logloss in every task x domain cell, in the
+mean, in metrics.jsonl and TensorBoard, and can be ``config.train.select_metric``
+(``mean_<name>``). ``pr_auc`` (average precision) is built in.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["auc", "gauc", "logloss", "task_metrics", "evaluate"]
+__all__ = ["auc", "gauc", "logloss", "task_metrics", "evaluate", "register_metric",
+           "resolve_metrics", "average_precision"]
 
 _NAN = float("nan")
 _KEY_BITS = 62  # keep packed keys positive in int64
@@ -371,8 +382,80 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(vals)) if vals else _NAN
 
 
+# --------------------------------------------------------------------------
+# Extra metrics: a registry that metric modules fill themselves
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    higher_is_better: bool = True
+
+
+_METRICS: dict[str, Metric] = {}
+STANDARD = ("auc", "gauc", "logloss")
+
+
+def register_metric(name: str, fn: Callable[[np.ndarray, np.ndarray], float],
+                    higher_is_better: bool = True) -> Metric:
+    """Registers ``fn(labels, scores) -> float`` under ``name`` (see the module docstring).
+    ``higher_is_better`` tells model selection which way is better."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"metric name {name!r} must be an identifier (it becomes mean_<name>)")
+    if name in STANDARD or name in ("positives", "impressions", "pos_rate", "mean_pred"):
+        raise ValueError(f"metric name {name!r} is taken by a built-in result field")
+    _METRICS[name] = Metric(name, fn, bool(higher_is_better))
+    return _METRICS[name]
+
+
+def resolve_metrics(names) -> tuple[Metric, ...]:
+    """The registered metrics ``config.train.metrics`` names ('name' or 'module:name')."""
+    if isinstance(names, str):  # --config.train.metrics=pr_auc,my_pkg.m:ndcg
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out = []
+    for i, entry in enumerate(tuple(names or ())):
+        module, _, name = str(entry).rpartition(":")
+        if module:
+            importlib.import_module(module)
+        if name not in _METRICS:
+            raise ValueError(
+                f"config.train.metrics[{i}]={entry!r} is not a registered metric (registered: "
+                f"{sorted(_METRICS)}); a module registers one with "
+                "pepnet_jax.metrics.register_metric(name, fn), named here as 'module:name'")
+        out.append(_METRICS[name])
+    return tuple(out)
+
+
+def higher_is_better(name: str) -> bool | None:
+    """For model selection: a registered metric's direction, None when not registered."""
+    m = _METRICS.get(name)
+    return None if m is None else m.higher_is_better
+
+
+def average_precision(labels, scores) -> float:
+    """Area under the precision-recall curve as a step sum, sum_k (R_k - R_k-1) P_k over the
+    distinct score thresholds (tied scores enter together); nan without positives. For rare
+    tasks it moves with the top of the ranking, which AUC hardly sees."""
+    y = _as_labels(labels) > 0.5
+    s = _as_scores(scores).astype(np.float64)
+    n_pos = int(np.count_nonzero(y))
+    if not n_pos:
+        return _NAN
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.shape[0] - 1]  # last row of each threshold
+    tp = np.cumsum(y)[last]
+    precision = tp / (last + 1)
+    recall_step = np.diff(np.r_[0, tp]) / n_pos
+    return float(np.sum(recall_step * precision))
+
+
+register_metric("pr_auc", average_precision)
+
+
 def evaluate(preds, labels, mask, domains, groups, task_names,
-             domain_names) -> dict[str, Any]:
+             domain_names, extra: Sequence[Metric] = ()) -> dict[str, Any]:
     """Per-task metrics overall and per domain, plus the mean over tasks.
 
     preds, labels, mask: [N, T] (mask None = all rows count); domains: [N]
@@ -380,7 +463,8 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
     when its mask is set and its label is finite.  Per-domain numbers equal
     task_metrics on the domain's slice.  A NaN/inf prediction on a counted
     row raises a ValueError naming the task (predictions of rows that do not
-    count are not looked at).
+    count are not looked at).  ``extra``: registered metrics (resolve_metrics)
+    computed per task overall and per domain, beside the standard ones.
     """
     preds = np.asarray(preds)
     if not np.issubdtype(preds.dtype, np.floating):
@@ -420,6 +504,13 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
         for k, dn in enumerate(domain_names):
             per_domain[str(dn)][task] = _pack(dom_rk["auc"][k], dom_rk["gauc"][k], loss_d[k],
                                               npos[k], imp[k], pred_d[k])
+        for m in extra:
+            overall[task][m.name] = float(m.fn(y, s))
+            for k, dn in enumerate(domain_names):
+                in_d = d == k
+                per_domain[str(dn)][task][m.name] = (float(m.fn(y[in_d], s[in_d]))
+                                                      if in_d.any() else _NAN)
 
-    mean = {m: _nanmean([overall[t][m] for t in task_names]) for m in ("auc", "gauc", "logloss")}
+    names = STANDARD + tuple(m.name for m in extra)
+    mean = {m: _nanmean([overall[t][m] for t in task_names]) for m in names}
     return {"overall": overall, "domains": per_domain, "mean": mean}

@@ -32,7 +32,7 @@ def read_input(config, workdir: str, input_path: str):
   vocab.check_spec(spec)
   data_dir = prepare.data_dir(config, workdir)
   frame, raw = formats.get(spec.format).read_file(input_path, data_dir, spec.reader_spec(),
-                                                  config.data)
+                                                  features.with_format_defaults(config.data))
   bad = {k: len(v) for k, v in raw.items() if len(v) != len(frame)}
   if bad:
     raise ValueError(f'format {spec.format!r}: read_file returned {len(frame)} rows but key '

@@ -16,7 +16,13 @@ import math
 
 
 def mode_of(metric: str) -> str:
-  """'min' for losses, 'max' for AUC-like metrics."""
+  """'min' for losses, 'max' for AUC-like metrics; a registered extra metric
+  (``mean_<name>``, ``<name>/<task>``...) as it was registered."""
+  from pepnet_jax import metrics
+  name = metric[len('mean_'):] if metric.startswith('mean_') else metric.split('/')[0]
+  higher = metrics.higher_is_better(name)
+  if higher is not None:
+    return 'max' if higher else 'min'
   return 'min' if 'logloss' in metric or metric.startswith('loss') else 'max'
 
 

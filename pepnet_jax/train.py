@@ -131,11 +131,16 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
       raise ValueError(f'config.optim.sparse_group={sparse_group!r} needs optimizer adagrad, '
                        f'got config.optim.{sparse_group}.optimizer={oc[sparse_group].optimizer!r}')
   tx = optim.build_optimizer(oc, total_steps, exclude=(sparse_group,) if sparse_group else ())
-  task_weights = tuple(config.train.task_weights) or (1.0,) * model.num_tasks
-  if len(task_weights) != model.num_tasks:
-    raise ValueError(f'config.train.task_weights has {len(task_weights)} values for '
-                     f'{model.num_tasks} tasks (config.data.tasks); use () for all ones')
-  task_weights = jnp.asarray(task_weights, jnp.float32)
+  # The number of tasks is the batch's (labels [B, T]): the model contract asks
+  # nothing of the model but lookup and head.
+  configured_weights = tuple(config.train.task_weights)
+
+  def task_weights_for(num_tasks: int):
+    weights = configured_weights or (1.0,) * num_tasks
+    if len(weights) != num_tasks:
+      raise ValueError(f'config.train.task_weights has {len(weights)} values for '
+                       f'{num_tasks} tasks (config.data.tasks); use () for all ones')
+    return jnp.asarray(weights, jnp.float32)
   mesh = mesh or shard_lib.make_mesh(config.get('mesh', {}).get('num_devices', 1))
 
   nonfinite = config.train.get('nonfinite', 'stop')
@@ -176,6 +181,7 @@ def make_steps(model, config, total_steps: int, mesh=None) -> Steps:
   def loss_of(params, rows, batch, step):
     # Dropout masks depend on (seed, step) only: a resumed run draws the same ones.
     rngs = {'dropout': jax.random.fold_in(dropout_key, step)} if dropout else None
+    task_weights = task_weights_for(batch['labels'].shape[-1])
     loss, per_task = model.apply({'params': params}, rows, batch['features'], batch['domain'],
                                  batch['labels'], batch['label_mask'], batch['weight'],
                                  task_weights, method=_head_and_loss, rngs=rngs)
@@ -283,12 +289,15 @@ def predict_arrays(steps: Steps, params, dataset, batch_size: int, progress: boo
   return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items()}
 
 
-def evaluate_dataset(steps, params, dataset, data_spec, batch_size: int) -> dict:
-  """AUC / GAUC / logloss per task x domain over the whole split."""
+def evaluate_dataset(steps, params, dataset, data_spec, batch_size: int,
+                     extra_metrics=()) -> dict:
+  """AUC / GAUC / logloss (and ``extra_metrics``, names of registered metrics:
+  config.train.metrics) per task x domain over the whole split."""
   arr = predict_arrays(steps, params, dataset, batch_size)
   return metrics_lib.evaluate(
       arr['preds'], arr['labels'], arr['label_mask'], arr['domain'], arr['group'],
-      task_names=list(data_spec.tasks), domain_names=[str(d) for d in data_spec.domains])
+      task_names=list(data_spec.tasks), domain_names=[str(d) for d in data_spec.domains],
+      extra=metrics_lib.resolve_metrics(extra_metrics))
 
 
 def save_config(config, workdir: str):
@@ -328,7 +337,7 @@ def restore_or_explain(checkpointer, state, config, workdir: str, old_config_tex
 def flat_scalars(results: dict) -> dict:
   """{'auc/is_click': ..., 'gauc/is_click/tab1': ...} for JSON lines / TensorBoard."""
   out = {}
-  for m in ('auc', 'gauc', 'logloss'):
+  for m in results['mean']:  # auc, gauc, logloss and any extra metric
     out[f'mean_{m}'] = results['mean'][m]
     for task, v in results['overall'].items():
       out[f'{m}/{task}'] = v[m]
@@ -482,7 +491,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           + '; the report uses the best step', flush=True)
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   writer.drop_after(start)  # lines a killed run logged after its last checkpoint
-  progress = writers.Progress(total, start)
+  progress = writers.Progress(total, start, writer)
   batches = train_batches(train_ds, config, steps_per_epoch, start)
   cold = cold_start.entity_features(data_spec)
   kinds = {f.name: f.kind for f in infos}
@@ -504,28 +513,23 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         if step % tc.log_every == 0 or step == total:
           guard.check()
           loss = float(metrics['loss'])  # blocks: the throughput figure is honest
-          eps = throughput.rate()
-          progress.report(step, loss, eps)
-          scalars = {'loss': loss, 'examples_per_sec': eps,
+          scalars = {'loss': loss, 'examples_per_sec': throughput.rate(),
                      'grad_norm': float(metrics['grad_norm'])}
           scalars.update({f'loss/{t}': float(v)
                           for t, v in zip(data_spec.tasks, metrics['task_loss'])})
           if guard.skipped:
             scalars['skipped_steps'] = guard.skipped
-          writer.write(step, 'train', scalars)
+          progress.report(step, 'train', scalars)
         validate = 'valid' in datasets and eval_every and (
             step % eval_every == 0 or (selector is not None and step == total))
         if validate:
           guard.check()
           t_eval = time.time()
           res = evaluate_dataset(steps, state.params, datasets['valid'], data_spec,
-                                 config.data.eval_batch_size)
+                                 config.data.eval_batch_size, config.train.get('metrics', ()))
           scalars = flat_scalars(res)
           best = selector.update(step, scalars) if selector else False
-          print(f'  valid @ {step}: mean AUC {res["mean"]["auc"]:.4f}  '
-                f'GAUC {res["mean"]["gauc"]:.4f}  logloss {res["mean"]["logloss"]:.4f}'
-                + ('  (best)' if best else ''), flush=True)
-          writer.write(step, 'valid', scalars)
+          progress.report(step, 'valid', scalars, note='(best)' if best else '')
           if best:
             best_ckpt.save(step, state, meta={'valid': _summary(res)}, force=True)
           if selector and selector.should_stop:
@@ -577,7 +581,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     split = 'valid'
   t0 = time.time()
   results = evaluate_dataset(steps, state.params, datasets[split], data_spec,
-                             config.data.eval_batch_size)
+                             config.data.eval_batch_size, config.train.get('metrics', ()))
   eval_secs = time.time() - t0
   results['split'] = split
   results['step'] = int(report_step)

@@ -101,23 +101,39 @@ class Throughput:
 
 
 class Progress:
-  """One console line per report: step, loss, examples/s, ETA."""
+  """The run's report: ``report(step, split, scalars)`` appends the scalars to the
+  logs (``MetricWriter``) and prints the console line. What the line shows is
+  chosen here alone: for 'train' the step, loss, examples/s and ETA (and skipped
+  steps, if any); for an evaluation split its mean AUC, GAUC and logloss."""
 
-  def __init__(self, total_steps: int, start_step: int, stream=None):
+  def __init__(self, total_steps: int, start_step: int, writer: MetricWriter | None = None,
+               stream=None, clock=time.time):
     self.total = total_steps
     self.start_step = start_step
-    self.t0 = time.time()
+    self.writer = writer
+    self.clock = clock
+    self.t0 = clock()
     self.stream = stream or sys.stdout
 
-  def line(self, step: int, loss: float, examples_per_sec: float) -> str:
-    done = step - self.start_step
-    elapsed = time.time() - self.t0
-    eta = elapsed / max(done, 1) * (self.total - step)
-    return (f'step {step:>7d}/{self.total} | loss {loss:.4f} | '
-            f'{examples_per_sec:,.0f} ex/s | ETA {format_seconds(eta)}')
+  def line(self, step: int, split: str, scalars: Mapping[str, float], note: str = '') -> str:
+    if split == 'train':
+      done = step - self.start_step
+      eta = (self.clock() - self.t0) / max(done, 1) * (self.total - step)
+      text = (f'step {step:>7d}/{self.total} | loss {scalars["loss"]:.4f} | '
+              f'{scalars.get("examples_per_sec", 0.0):,.0f} ex/s | ETA {format_seconds(eta)}')
+      if scalars.get('skipped_steps'):
+        text += f' | {scalars["skipped_steps"]} skipped'
+    else:
+      text = (f'  {split} @ {step}: mean AUC {scalars["mean_auc"]:.4f}  '
+              f'GAUC {scalars["mean_gauc"]:.4f}  logloss {scalars["mean_logloss"]:.4f}')
+    return text + (f'  {note}' if note else '')
 
-  def report(self, step: int, loss: float, examples_per_sec: float):
-    print(self.line(step, loss, examples_per_sec), file=self.stream, flush=True)
+  def report(self, step: int, split: str, scalars: Mapping[str, float], note: str = '',
+             show: bool = True):
+    if self.writer is not None:
+      self.writer.write(step, split, scalars)
+    if show:
+      print(self.line(step, split, scalars, note), file=self.stream, flush=True)
 
 
 def format_seconds(s: float) -> str:

@@ -22,6 +22,22 @@ LOG_COLUMNS = ['user_id', 'video_id', 'date', 'hourmin', 'time_ms', 'is_click', 
 TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hate', 'long_view')
 
 
+# One persistent XLA compilation cache for every test that runs run.py in a subprocess: a
+# later process with the same shapes skips most of its compiling.
+COMPILATION_CACHE = REPO / '.pytest_cache' / 'jax_compilation_cache'
+
+
+def cli_env(*paths: Path | str) -> dict:
+    """Environment for a run.py subprocess: CPU, the shared compilation cache, and the
+    repository root (then ``paths``) on PYTHONPATH."""
+    path = os.pathsep.join(filter(None, [*map(str, paths), str(REPO),
+                                         os.environ.get('PYTHONPATH')]))
+    return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=path,
+                JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+
+
 def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f'shared data not available: {path} is absent')

@@ -309,3 +309,35 @@ def test_train_steps_lower_the_loss(name):
   assert np.all(np.isfinite(losses))
   assert losses[-1] < losses[0] - 0.015, losses
   assert all(b < a for a, b in zip(losses, losses[1:])), losses
+
+
+def test_wide_deep_owns_two_tables_per_feature_and_trains_them_row_sparsely():
+  """Written against the model contract: embed/<f>/deep and embed/<f>/wide, no widened table."""
+  c = configs.base_config()
+  c.model.name = 'wide_deep'
+  c.model.tower = (8,)
+  c.model.bottom = (8,)
+  c.optim.dense.lr = 1e-3
+  c.mesh.num_devices = 1
+  batch = synthetic.make_batches(INFOS, SPEC, 1, 256, seed=3)[0]
+  model = build_model(c.model, INFOS, SPEC)
+  steps = train.make_steps(model, c, total_steps=100)
+  dev = train.device_batch(batch)
+  steps, state = train.jit_steps(steps, c, dev, jax.random.key(0, impl='rbg'))
+  embed = state.params['embed']
+  assert set(embed) == TABLES
+  for name in TABLES:
+    assert set(embed[name]) == {'deep', 'wide'}
+    assert embed[name]['deep'].shape[1] == 16 and embed[name]['wide'].shape[1] == T
+  assert state.params['wide_bias'].shape == (T,)  # made in setup
+  before = np.asarray(embed['user_id']['wide']).copy()
+  losses = []
+  for _ in range(10):
+    state, m = steps.train_step(state, dev)
+    losses.append(float(m['loss']))
+  assert losses[-1] < losses[0], losses
+  after = np.asarray(state.params['embed']['user_id']['wide'])
+  touched = np.unique(np.asarray(batch['features']['user_id']))
+  untouched = np.setdiff1d(np.arange(after.shape[0]), touched)
+  assert np.abs(after[touched] - before[touched]).max() > 0
+  np.testing.assert_array_equal(after[untouched], before[untouched])  # row-sparse

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 import pepnet_jax.data
-from conftest import REPO, kuairand_config, make_log
+from conftest import REPO, cli_env, kuairand_config, make_log, write_kuairand_dir
 from pepnet_jax import configs
 from pepnet_jax.data import aliccp, formats, kuairand, pipeline
 from pepnet_jax.data.errors import DataError, domain_index
@@ -228,7 +229,7 @@ def test_predict_dispatch_uses_the_record_for_every_format(monkeypatch, kuairand
     log = tmp_path / 'score_me.csv'
     make_log(20, 20220501, 20220502, seed=4, tabs=(0, 4)).to_csv(log, index=False)
     _, raw, _, _ = predict.read_input(cfg, str(tmp_path / 'w'), str(log))
-    assert len(calls) == 1 and calls[0][0] == str(log) and calls[0][3] is cfg.data
+    assert len(calls) == 1 and calls[0][0] == str(log) and calls[0][3].domains == (0, 1, 2, 4)
     assert list(raw) == list(kuairand.RAW_PREDICT_COLUMNS)
 
 
@@ -348,3 +349,35 @@ def test_spec_json_round_trip_keeps_string_and_int_domains():
     assert DataSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     s = dataclasses.replace(spec, domains=('home', 'search'))
     assert DataSpec.from_dict(json.loads(json.dumps(s.to_dict()))).domains == ('home', 'search')
+
+
+def test_a_run_saved_with_the_old_field_names_resumes_and_evaluates(tmp_path):
+    """A workdir whose config.json was written before data.domains existed (data.tabs, the
+    KuaiRand values spelled out, no domain_column), trained by an old command line, resumes
+    under today's config and evaluates."""
+    data = write_kuairand_dir(tmp_path / 'kuairand', n_train=600, n_test=300)
+    workdir = tmp_path / 'run'
+    common = ['--config', str(REPO / 'experiments' / 'kuairand.py'),
+              f'--config.data.dir={data}', f'--workdir={workdir}',
+              '--config.model.tower=(8,)',
+              '--config.model.ppnet_hidden=8', '--config.data.batch_size=64',
+              '--config.train.patience=0', '--config.train.checkpoint_every=4',
+              '--config.train.log_every=4', '--config.mesh.num_devices=1']
+
+    def run(*extra):
+        out = subprocess.run([sys.executable, str(REPO / 'run.py'), *common, *extra],
+                             capture_output=True, text=True, env=cli_env(), timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        return out.stdout
+    run('--config.data.tabs=(0,1,2,4)', '--config.train.num_steps=4')  # the old spelling
+    path = workdir / 'config.json'
+    tree = json.loads(path.read_text())
+    data_json = tree['data']
+    for k in ('domains', 'domain_column'):
+        data_json.pop(k)
+    data_json.update(tabs=[0, 1, 2, 4], tasks=list(kuairand.TASKS), group_column='user_id')
+    path.write_text(json.dumps(tree))
+    out = run('--config.train.num_steps=8')  # today's spelling: empty = the format's default
+    assert 'Resumed from checkpoint at step 4' in out
+    out = run('--mode=evaluate', '--config.train.num_steps=8')
+    assert 'checkpoint step 8' in out

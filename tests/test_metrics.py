@@ -412,3 +412,69 @@ def test_against_sklearn_if_available():
     assert same(M.auc(labels, scores), sk.roc_auc_score(labels, scores))
     assert same(M.auc(labels, scores, w), sk.roc_auc_score(labels, scores, sample_weight=w))
     assert same(M.logloss(labels, scores), sk.log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7)))
+
+
+# ---- extra metrics: the registry --------------------------------------------------------
+
+
+def _ap_reference(y, s):
+    """Average precision by definition: over distinct thresholds t (descending), the recall
+    gained at t times the precision of the rows scored >= t."""
+    y, s = np.asarray(y) > 0.5, np.asarray(s, float)
+    total, prev_recall = 0.0, 0.0
+    for t in sorted(set(s.tolist()), reverse=True):
+        chosen = s >= t
+        recall = y[chosen].sum() / y.sum()
+        total += (recall - prev_recall) * y[chosen].mean()
+        prev_recall = recall
+    return total
+
+
+def test_average_precision_matches_its_definition_with_ties():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n = int(rng.integers(5, 60))
+        y = (rng.random(n) < 0.3).astype(float)
+        y[0] = 1.0
+        s = rng.integers(0, 6, n) / 5.0  # many ties
+        assert M.average_precision(y, s) == pytest.approx(_ap_reference(y, s), abs=1e-12)
+    assert M.average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(
+        (1 + 2 / 3) / 2)
+    assert np.isnan(M.average_precision([0, 0], [0.1, 0.2]))
+
+
+def test_a_registered_metric_lands_in_every_cell_and_the_mean(monkeypatch):
+    monkeypatch.setattr(M, '_METRICS', dict(M._METRICS))
+    M.register_metric('top_rate', lambda y, s: float(np.mean(y[np.argsort(-s)[:2]])))
+    rng = np.random.default_rng(1)
+    n = 200
+    preds, labels = rng.random((n, 2)), (rng.random((n, 2)) < 0.4).astype(float)
+    domains, groups = rng.integers(0, 2, n), rng.integers(0, 20, n)
+    extra = M.resolve_metrics(('top_rate', 'pr_auc'))
+    r = M.evaluate(preds, labels, None, domains, groups, ['a', 'b'], [0, 1], extra=extra)
+    for t, task in enumerate(['a', 'b']):
+        assert r['overall'][task]['pr_auc'] == pytest.approx(
+            M.average_precision(labels[:, t], preds[:, t]))
+        d1 = domains == 1
+        top = np.argsort(-preds[d1, t])[:2]
+        assert r['domains']['1'][task]['top_rate'] == pytest.approx(labels[d1, t][top].mean())
+    assert r['mean']['pr_auc'] == pytest.approx(np.mean([r['overall'][t]['pr_auc']
+                                                         for t in 'ab']))
+    with pytest.raises(ValueError, match=r"config.train.metrics\[0\]='nope' is not a registered"):
+        M.resolve_metrics(('nope',))
+    with pytest.raises(ValueError, match='taken by a built-in'):
+        M.register_metric('auc', lambda y, s: 0.0)
+
+
+def test_metric_by_module_path_and_its_direction_for_selection(monkeypatch, tmp_path):
+    from pepnet_jax import selection
+    monkeypatch.setattr(M, '_METRICS', dict(M._METRICS))
+    (tmp_path / 'my_metrics_xyz.py').write_text(
+        'from pepnet_jax.metrics import register_metric\n'
+        'register_metric("brier", lambda y, s: float(((y - s) ** 2).mean()), '
+        'higher_is_better=False)\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (m,) = M.resolve_metrics('my_metrics_xyz:brier')
+    assert m.name == 'brier' and not m.higher_is_better
+    assert selection.mode_of('mean_brier') == 'min' and selection.mode_of('brier/is_click') == 'min'
+    assert selection.mode_of('mean_pr_auc') == 'max' and selection.mode_of('mean_logloss') == 'min'

@@ -200,6 +200,26 @@ def test_throughput_leaves_validation_time_out():
   assert t.rate() == pytest.approx(100.0)
 
 
+def test_progress_report_logs_the_scalars_and_prints_one_line_per_split(tmp_path):
+  import io
+  import json
+  now = [100.0]
+  out = io.StringIO()
+  writer = writers.MetricWriter(str(tmp_path), tensorboard=False)
+  p = writers.Progress(total_steps=110, start_step=10, writer=writer, stream=out,
+                       clock=lambda: now[0])
+  now[0] = 110.0  # 10 s for steps 11..20: 90 steps left take 90 s
+  p.report(20, 'train', {'loss': 0.51234, 'examples_per_sec': 1234.4, 'skipped_steps': 2})
+  p.report(20, 'valid', {'mean_auc': 0.71, 'mean_gauc': 0.65, 'mean_logloss': 0.2,
+                         'auc/is_click': 0.7}, note='(best)')
+  lines = out.getvalue().splitlines()
+  assert lines == ['step      20/110 | loss 0.5123 | 1,234 ex/s | ETA 0:01:30 | 2 skipped',
+                   '  valid @ 20: mean AUC 0.7100  GAUC 0.6500  logloss 0.2000  (best)']
+  records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [(r['step'], r['split']) for r in records] == [(20, 'train'), (20, 'valid')]
+  assert records[1]['auc/is_click'] == 0.7 and records[0]['skipped_steps'] == 2
+
+
 def test_a_cross_with_the_video_goes_cold_with_the_video():
   from pepnet_jax import features
   c = configs.base_config()

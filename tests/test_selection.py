@@ -77,8 +77,8 @@ def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, mo
 
   calls = []
 
-  def evaluate(steps, params, dataset, spec, batch_size):
-    res = real_eval(steps, params, dataset, spec, batch_size)
+  def evaluate(steps, params, dataset, spec, batch_size, extra_metrics=()):
+    res = real_eval(steps, params, dataset, spec, batch_size, extra_metrics)
     if dataset is seen['valid']:
       res['mean']['auc'] = CURVE[len(calls)]
       calls.append(np.asarray(params['embed']['user_id']).copy())

@@ -28,7 +28,8 @@ import pandas as pd
 from pepnet_jax.data import cache, formats
 from pepnet_jax.data.errors import DataError, domain_index, note, plain_value
 from pepnet_jax.data.vocab import Vocab
-from pepnet_jax.features import DataSpec, FeatureInfo, resolve_splits, spec_from_config
+from pepnet_jax.features import (DataSpec, FeatureInfo, resolve_splits, spec_from_config,
+                                 with_format_defaults)
 
 LABEL_MISSING = -1
 _MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes the parts of a combined key
@@ -281,14 +282,16 @@ def load_datasets(data_config: Any, workdir: str | Path
     spec = spec_from_config(data_config)
     reader = formats.get(spec.format)
     # Readers plan their columns from f.column; reader_spec() spells crosses out as their parts.
-    files = reader.input_files(data_config, spec.reader_spec())
+    # They get the config with the format's defaults filled in (empty = the format's).
+    read_config = with_format_defaults(data_config)
+    files = reader.input_files(read_config, spec.reader_spec())
     cfg = _cache_config(data_config, spec)
     key = cache.cache_key(files, cfg)
     root = Path(data_config.get('cache_dir', '') or Path(workdir) / 'cache')
     hit = cache.load(root, key)
     if hit is None:
         note('data cache miss (%s): parsing %d file(s)', key, len(files))
-        frames = reader.read_splits(data_config, spec.reader_spec())
+        frames = reader.read_splits(read_config, spec.reader_spec())
         t1 = time.time()
         vocab = Vocab.fit(frames['train'], spec)
         columns = {}

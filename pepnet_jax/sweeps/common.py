@@ -159,7 +159,8 @@ def num(v) -> float:
 def report_metrics(report: Mapping) -> dict[str, float]:
   """Flat metrics of a results dict (report.json or its parts), named as in
   metrics.jsonl: mean_*, auc/<task>, gauc/<task>/domain_<d>, ..."""
-  out = {f'mean_{m}': num((report.get('mean') or {}).get(m)) for m in ('auc', 'gauc', 'logloss')}
+  means = report.get('mean') or {}
+  out = {f'mean_{m}': num(means.get(m)) for m in dict.fromkeys(('auc', 'gauc', 'logloss', *means))}
   overall = report.get('overall') or {}
   domains = report.get('domains') or {}
   tasks = list(dict.fromkeys([*overall, *(t for d in domains.values() for t in (d or {}))]))
