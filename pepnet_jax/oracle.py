@@ -13,6 +13,17 @@ model's AUC, the ceiling AUC, and the share of the ceiling's lift over 0.5
 the model reaches, ``(model - 0.5) / (ceiling - 0.5)``: gaps in AUC points
 are not comparable across tasks whose ceilings differ, this share is. Saves
 ``oracle_vs_model.json`` in the workdir.
+
+  python -m pepnet_jax.oracle --workdir DIR --headroom
+
+also says where the ceiling's lift comes from: the truth is recomputed from
+the generator's latent tables (``truth/latent``) with one structure taken
+out at a time (the user-item affinity, the per-user / per-author task weights
+PPNet targets, the per-video / per-author propensities, the dependence on
+the tab that EPNet targets), and each structure's share of the lift is
+``(ceiling - ceiling without it) / (ceiling - 0.5)``. A model that cannot
+learn a structure from the data at hand gives up about that share. Saves
+``oracle_headroom.json``.
 """
 
 from __future__ import annotations
@@ -113,6 +124,97 @@ def compare(workdir: str, split: str | None = None, report: str | None = None) -
   return out
 
 
+# Structures of the generator's logit (docs/generator.md), each taken out by editing the
+# latent tables: (what it is, how it is removed).
+STRUCTURES = {
+    'affinity': 'user-item latent affinity P.G_tab.(Q+R), in a per-tab subspace',
+    'task_weights': 'per-user and per-author task weights mU, kU, mA (what PPNet targets)',
+    'item_propensity': 'per-video and per-author task propensities BV, BA',
+    'tab': 'every per-tab coefficient (lambdas, gates, tab effects) but the click intercepts '
+           '(what EPNet targets)',
+}
+
+
+def _without(latent: dict, structure: str) -> dict:
+  lat = dict(latent)
+  mean_over = lambda name, axis: np.broadcast_to(lat[name].mean(axis=axis, keepdims=True),
+                                                 lat[name].shape)
+  if structure == 'affinity':
+    lat['w_aff'] = np.zeros_like(lat['w_aff'])
+  elif structure == 'task_weights':
+    for name in ('m_user', 'k_user', 'm_item'):
+      lat[name] = mean_over(name, 0)
+  elif structure == 'item_propensity':
+    lat['item_prop'] = np.zeros_like(lat['item_prop'])
+  elif structure == 'tab':
+    for name in ('user_part', 'item_rest', 'item_prop'):
+      lat[name] = mean_over(name, 1)
+    for name in ('gates', 'lam_aff'):
+      lat[name] = mean_over(name, 0)
+  else:
+    raise ValueError(f'unknown structure {structure!r}; known: {list(STRUCTURES)}')
+  return lat
+
+
+def headroom(workdir: str, split: str | None = None, report: str | None = None) -> dict:
+  """Per task: the ceiling, the ceiling without each structure (STRUCTURES), the share of the
+  ceiling's lift each carries, and the model's AUC and share."""
+  from pepnet_jax.data import kuairand_synth as synth
+  cfg = json.load(open(os.path.join(workdir, 'config.json')))
+  rep = json.load(open(report or os.path.join(workdir, 'report.json')))
+  split = split or rep.get('split', 'test')
+  data_dir = os.path.abspath(cfg['data']['dir'] or os.path.join(workdir, 'data'))
+  tasks, tabs, splits = run_data(cfg['data'])
+  if generator_version(data_dir) < 2:
+    raise ValueError(f'{data_dir}: --headroom needs generator version 2 or later (latent tables)')
+  lo, hi = (int(x) for x in splits[split])
+  latent = synth.load_latent(data_dir)
+  intercepts = json.load(open(os.path.join(data_dir, 'generator_meta.json')))['intercepts']
+  cols = ['user_id', 'video_id', 'date', 'hourmin', 'tab', 'is_rand', *tasks]
+  frames = [f[f['date'].between(lo, hi) & f['tab'].isin(tabs)]
+            for f in (pd.read_csv(p, usecols=cols)
+                      for p in sorted(glob.glob(os.path.join(data_dir, 'log_standard_*.csv'))))]
+  df = pd.concat(frames, ignore_index=True)
+  if not len(df):
+    raise ValueError(f'no rows in dates {lo}..{hi} and tabs {tabs}')
+  args = (df['user_id'].to_numpy(), df['video_id'].to_numpy(), df['tab'].to_numpy(),
+          df['hourmin'].to_numpy())
+
+  def aucs(lat):
+    p = synth.truth_from_latent(lat, intercepts, *args)
+    return {t: metrics.auc(df[t].to_numpy(), p[t]) for t in tasks}
+  ceiling = aucs(latent)
+  without = {s: aucs(_without(latent, s)) for s in STRUCTURES}
+  rows = []
+  for t in tasks:
+    c, m = ceiling[t], rep['overall'][t]['auc']
+    row = {'task': t, 'ceiling': c, 'model_auc': m, 'model_share': lift_share(m, c)}
+    for s in STRUCTURES:
+      row[f'without_{s}'] = without[s][t]
+      row[f'share_{s}'] = None if lift_share(without[s][t], c) is None else \
+          1.0 - lift_share(without[s][t], c)
+    rows.append(row)
+  out = {'split': split, 'rows': int(len(df)), 'structures': STRUCTURES, 'table': rows}
+  with open(os.path.join(workdir, 'oracle_headroom.json'), 'w') as f:
+    json.dump(out, f, indent=2, default=lambda x: None)
+  return out
+
+
+def format_headroom(out: dict) -> str:
+  fmt = lambda v: '-' if v is None or (isinstance(v, float) and np.isnan(v)) else f'{v:.2f}'
+  names = list(out['structures'])
+  lines = [f'{out["split"]} split, {out["rows"]:,} rows: share of the ceiling\'s AUC lift over '
+           '0.5 that each structure carries (the truth recomputed without it), and the '
+           "model's share",
+           f'{"task":12} {"ceiling":>8} ' + ' '.join(f'{n:>15}' for n in names) + f' {"model":>8}']
+  for r in out['table']:
+    lines.append(f'{r["task"]:12} {r["ceiling"]:8.4f} '
+                 + ' '.join(f'{fmt(r[f"share_{n}"]):>15}' for n in names)
+                 + f' {fmt(r["model_share"]):>8}')
+  lines += [f'  {n}: {d}' for n, d in out['structures'].items()]
+  return '\n'.join(lines)
+
+
 def format_comparison(out: dict) -> str:
   fmt = lambda v: '-' if v is None or (isinstance(v, float) and np.isnan(v)) else f'{v:.4f}'
   lines = [f'warning: {out["warning"]}'] if out.get('warning') else []
@@ -130,9 +232,15 @@ def main(argv=None):
   p.add_argument('--workdir', required=True)
   p.add_argument('--split', default=None)
   p.add_argument('--report', default=None, help='report JSON (default: <workdir>/report.json)')
+  p.add_argument('--headroom', action='store_true',
+                 help="also show the share of the ceiling's lift each structure carries")
   a = p.parse_args(argv)
   out = compare(a.workdir, a.split, a.report)
   print(format_comparison(out))
+  if a.headroom:
+    out['headroom'] = headroom(a.workdir, a.split, a.report)
+    print()
+    print(format_headroom(out['headroom']))
   return out
 
 

@@ -80,3 +80,32 @@ def test_truth_from_an_older_generator_is_flagged(workdir):
     assert oracle.format_comparison(out).startswith('warning:')
   finally:
     (data / 'generator_meta.json').write_text(saved)
+
+
+def test_truth_from_latent_reproduces_the_truth_files(workdir):
+  _, data, _ = workdir
+  meta = json.loads((data / 'generator_meta.json').read_text())
+  log = pd.read_csv(data / 'log_standard_4_22_to_5_08_pure.csv')
+  truth = pd.read_csv(data / 'truth' / 'log_standard_4_22_to_5_08_pure.csv')
+  p = ks.truth_from_latent(ks.load_latent(str(data)), meta['intercepts'], log['user_id'],
+                           log['video_id'], log['tab'], log['hourmin'])
+  for t in ks.TASKS:
+    assert abs(p[t] - truth[f'p_{t}'].to_numpy()).max() < 1e-8, t
+
+
+def test_headroom_takes_each_structure_out_and_reports_its_share(workdir):
+  wd, _, model = workdir
+  out = oracle.headroom(str(wd))
+  ceiling = {r['task']: r['oracle_auc'] for r in oracle.compare(str(wd))['table']
+             if r['domain'] == 'all'}
+  assert [r['task'] for r in out['table']] == list(TASKS)
+  for r in out['table']:
+    assert r['ceiling'] == pytest.approx(ceiling[r['task']], abs=1e-6)
+    assert r['model_share'] == pytest.approx(oracle.lift_share(model[r['task']], r['ceiling']))
+    for s in oracle.STRUCTURES:
+      assert r[f'share_{s}'] == pytest.approx(
+          (r['ceiling'] - r[f'without_{s}']) / (r['ceiling'] - 0.5))
+    # every structure moves the truth; the affinity carries a real part of the click lift
+    assert r['share_affinity'] > 0.05
+  assert 'task_weights' in oracle.format_headroom(out)
+  assert json.loads((wd / 'oracle_headroom.json').read_text())['table'][0]['task'] == TASKS[0]
