@@ -1,11 +1,15 @@
 """Predict mode: score one input file with a trained checkpoint.
 
-The format's ``DataFormat.read_file`` reads the file (KuaiRand: a log, joined
-with the feature files of ``config.data.dir`` as in training); raw ids map
-through the vocabulary saved in ``<workdir>/vocab`` (unseen ids -> the
-out-of-vocabulary id). Writes one row per input row, in input order: the
-format's key columns (KuaiRand ``user_id, video_id, time_ms, tab``; Ali-CCP
-``row``), then ``p_<task>...``.
+The format's ``DataFormat.read_file_chunks`` (or, for a format without it,
+``read_file``) reads the file (KuaiRand: a log, joined with the feature files
+of ``config.data.dir`` as in training); raw ids map through the vocabulary
+saved in ``<workdir>/vocab`` (unseen ids -> the out-of-vocabulary id). Writes
+one row per input row, in input order: the format's key columns (KuaiRand
+``user_id, video_id, time_ms, tab``; Ali-CCP ``row``), then ``p_<task>...``.
+
+Chunk by chunk: memory holds one chunk of rows (and the format's side tables)
+whatever the file's length; the output goes to a temporary file renamed into
+place at the end, so an interrupted predict leaves no half-written output.
 """
 
 from __future__ import annotations
@@ -22,25 +26,61 @@ from pepnet_jax import train
 from pepnet_jax.models import build_model
 
 
-def read_input(config, workdir: str, input_path: str):
-  """(Dataset, raw key columns, data spec, feature infos) for one input file,
-  read by the format's ``DataFormat.read_file``."""
+def read_chunks(config, workdir: str, input_path: str):
+  """(data spec, vocab, iterator of (Dataset, raw key columns, unseen counts)) for one input
+  file, chunk by chunk through the format's ``read_file_chunks`` (or whole, ``read_file``)."""
   from pepnet_jax import features
   from pepnet_jax.data import formats, pipeline, prepare
   spec = features.spec_from_config(config.data)
   vocab = pipeline.load_vocab(workdir)
   vocab.check_spec(spec)
   data_dir = prepare.data_dir(config, workdir)
-  frame, raw = formats.get(spec.format).read_file(input_path, data_dir, spec.reader_spec(),
-                                                  features.with_format_defaults(config.data))
-  bad = {k: len(v) for k, v in raw.items() if len(v) != len(frame)}
-  if bad:
-    raise ValueError(f'format {spec.format!r}: read_file returned {len(frame)} rows but key '
-                     f'columns of other lengths {bad}')
-  columns = pipeline.encode_frame(frame, spec, vocab)
-  print(unseen_summary(*unseen_ids(frame, columns, spec), len(frame)), flush=True)
-  ds = pipeline.Dataset.from_columns(columns, spec)
-  return ds, raw, spec, vocab.feature_infos()
+  fmt = formats.get(spec.format)
+  args = (input_path, data_dir, spec.reader_spec(), features.with_format_defaults(config.data))
+  parts = fmt.read_file_chunks(*args) if fmt.read_file_chunks else iter([fmt.read_file(*args)])
+
+  def chunks():
+    for frame, raw in parts:
+      bad = {k: len(v) for k, v in raw.items() if len(v) != len(frame)}
+      if bad:
+        raise ValueError(f'format {spec.format!r}: read_file returned {len(frame)} rows but '
+                         f'key columns of other lengths {bad}')
+      columns = pipeline.encode_frame(frame, spec, vocab)
+      yield (pipeline.Dataset.from_columns(columns, spec), raw,
+             unseen_ids(frame, columns, spec))
+  return spec, vocab, chunks()
+
+
+def read_input(config, workdir: str, input_path: str):
+  """(Dataset, raw key columns, data spec, feature infos) for one whole input file."""
+  from pepnet_jax.data import pipeline
+  spec, vocab, chunks = read_chunks(config, workdir, input_path)
+  datasets, raws, unseen = [], [], UnseenCount()
+  for ds, raw, counts in chunks:
+    datasets.append(ds)
+    raws.append(raw)
+    unseen.add(ds.num_rows, *counts)
+  print(unseen.summary(), flush=True)
+  columns = {k: np.concatenate([d.columns[k] for d in datasets]) for k in datasets[0].columns}
+  raw = {k: np.concatenate([r[k] for r in raws]) for k in raws[0]}
+  return pipeline.Dataset.from_columns(columns, spec), raw, spec, vocab.feature_infos()
+
+
+class UnseenCount:
+  """unseen_ids summed over chunks."""
+
+  def __init__(self):
+    self.total = self.rows = 0
+    self.per_feature: dict[str, int] = {}
+
+  def add(self, total: int, rows: int, per_feature: dict[str, int]) -> None:
+    self.total += total
+    self.rows += rows
+    for k, v in per_feature.items():
+      self.per_feature[k] = self.per_feature.get(k, 0) + v
+
+  def summary(self) -> str:
+    return unseen_summary(self.rows, self.per_feature, self.total)
 
 
 def unseen_ids(frame: pd.DataFrame, columns, spec) -> tuple[int, dict[str, int]]:
@@ -77,23 +117,44 @@ def unseen_summary(rows: int, per_feature: dict[str, int], total: int) -> str:
 
 
 def predict_file(config, workdir: str, input_path: str, output_path: str,
-                 step: int | None = None) -> pd.DataFrame:
+                 step: int | None = None) -> dict:
+  """Scores ``input_path`` into ``output_path`` chunk by chunk; returns {'rows', 'step',
+  'seconds'}."""
   t0 = time.time()
   workdir = os.path.abspath(workdir)
-  ds, raw, spec, infos = read_input(config, workdir, input_path)
-  model = build_model(config.model, infos, spec)
-  sample = next(ds.eval_batches(config.data.eval_batch_size))
-  steps = train.make_steps(model, config, 1)
-  steps, state = train.jit_steps(steps, config, train.device_batch(sample), jax.random.key(0))
-  state, step = ckpt_lib.restore_for_inference(workdir, state, step)
-  arr = train.predict_arrays(steps, state.params, ds, config.data.eval_batch_size, progress=True)
-  if len(arr['preds']) != ds.num_rows:
-    raise RuntimeError(f'predicted {len(arr["preds"])} rows for {ds.num_rows} input rows')
-  out = pd.DataFrame(raw)
-  for t, task in enumerate(spec.tasks):
-    out[f'p_{task}'] = arr['preds'][:, t]
-  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-  out.to_csv(output_path, index=False, float_format='%.6g')
-  print(f'Wrote {len(out):,} predictions (checkpoint step {step}) to {output_path} '
-        f'in {time.time() - t0:.1f}s', flush=True)
-  return out
+  spec, vocab, chunks = read_chunks(config, workdir, input_path)
+  output_path = os.path.abspath(output_path)
+  os.makedirs(os.path.dirname(output_path), exist_ok=True)
+  tmp = f'{output_path}.tmp-{os.getpid()}'
+  steps = state = None
+  rows, unseen = 0, UnseenCount()
+  try:
+    with open(tmp, 'w') as f:
+      for ds, raw, counts in chunks:
+        if steps is None:  # the model, compiled and restored once, on the first chunk
+          model = build_model(config.model, vocab.feature_infos(), spec)
+          sample = next(ds.eval_batches(config.data.eval_batch_size))
+          steps = train.make_steps(model, config, 1)
+          steps, state = train.jit_steps(steps, config, train.device_batch(sample),
+                                         jax.random.key(0))
+          state, step = ckpt_lib.restore_for_inference(workdir, state, step)
+        arr = train.predict_arrays(steps, state.params, ds, config.data.eval_batch_size)
+        if len(arr['preds']) != ds.num_rows:
+          raise RuntimeError(f'predicted {len(arr["preds"])} rows for {ds.num_rows} input rows')
+        out = pd.DataFrame(raw)
+        for t, task in enumerate(spec.tasks):
+          out[f'p_{task}'] = arr['preds'][:, t]
+        out.to_csv(f, index=False, header=rows == 0, float_format='%.6g')
+        rows += ds.num_rows
+        unseen.add(ds.num_rows, *counts)
+        if time.time() - t0 > 10:
+          print(f'  predicted {rows:,} rows ({time.time() - t0:.0f}s)', flush=True)
+    os.replace(tmp, output_path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  print(unseen.summary(), flush=True)
+  secs = time.time() - t0
+  print(f'Wrote {rows:,} predictions (checkpoint step {step}) to {output_path} '
+        f'in {secs:.1f}s', flush=True)
+  return dict(rows=rows, step=step, seconds=secs)

@@ -141,3 +141,19 @@ def test_oracle_comparison_reads_the_truth_files(runs):
     r = table[('all', task)]
     assert r['model_auc'] == report['overall'][task]['auc']
     assert 0.5 < r['model_auc'] < r['oracle_auc'] < 1.0
+
+
+def test_predict_in_small_chunks_writes_the_same_file(runs, monkeypatch):
+  """Predict streams its input: chunks of 97 rows give the file one chunk gives."""
+  import ml_collections
+  from pepnet_jax import predict
+  from pepnet_jax.data import errors
+  log = runs['data_dir'] / 'log_standard_4_22_to_5_08_pure.csv'
+  config = ml_collections.ConfigDict(json.loads((runs['full'] / 'config.json').read_text()))
+  whole, small = runs['root'] / 'pred_whole.csv', runs['root'] / 'pred_small.csv'
+  predict.predict_file(config, str(runs['full']), str(log), str(whole))
+  monkeypatch.setattr(errors, 'CHUNK_ROWS', 97)
+  out = predict.predict_file(config, str(runs['full']), str(log), str(small))
+  assert out['rows'] == len(pd.read_csv(log, usecols=['tab']))
+  assert whole.read_bytes() == small.read_bytes()
+  assert not list(runs['root'].glob('*.tmp-*'))  # no temporary file left behind

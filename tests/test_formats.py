@@ -224,8 +224,9 @@ def test_predict_dispatch_uses_the_record_for_every_format(monkeypatch, kuairand
 
     def spy(*a):
         calls.append(a)
-        return fmt.read_file(*a)
-    monkeypatch.setitem(formats._REGISTRY, 'kuairand', dataclasses.replace(fmt, read_file=spy))
+        return fmt.read_file_chunks(*a)
+    monkeypatch.setitem(formats._REGISTRY, 'kuairand',
+                        dataclasses.replace(fmt, read_file_chunks=spy))
     log = tmp_path / 'score_me.csv'
     make_log(20, 20220501, 20220502, seed=4, tabs=(0, 4)).to_csv(log, index=False)
     _, raw, _, _ = predict.read_input(cfg, str(tmp_path / 'w'), str(log))

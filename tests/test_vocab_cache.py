@@ -169,18 +169,18 @@ def test_cache_hit_skips_csv_and_rebuilds_on_spec_or_file_change(kuairand_dir, t
 
 def test_interrupted_build_leaves_no_half_cache(kuairand_dir, tmp_path, monkeypatch):
     cfg = kuairand_config(kuairand_dir, cache_dir=str(tmp_path / 'c'))
-    real_save, n = np.save, [0]
+    real_append, n = cache.CacheWriter.append, [0]
 
-    def failing_save(*a, **k):
+    def failing_append(self, *a, **k):
         n[0] += 1
-        if n[0] == 4:
+        if n[0] == 2:  # a chunk or two already written
             raise KeyboardInterrupt('simulated interrupt')
-        return real_save(*a, **k)
-    monkeypatch.setattr(cache.np, 'save', failing_save)
+        return real_append(self, *a, **k)
+    monkeypatch.setattr(cache.CacheWriter, 'append', failing_append)
     with pytest.raises(KeyboardInterrupt):
         pipeline.load_datasets(cfg, tmp_path / 'w')
     assert os.listdir(tmp_path / 'c') == []
-    monkeypatch.setattr(cache.np, 'save', real_save)
+    monkeypatch.setattr(cache.CacheWriter, 'append', real_append)
     ds, *_ = pipeline.load_datasets(cfg, tmp_path / 'w')
     assert ds['train'].num_rows > 0 and len(os.listdir(tmp_path / 'c')) == 1
 

@@ -11,6 +11,9 @@ stale cache is never read; old folders are left for the user to delete.
 
 Builds go to a temporary sibling folder renamed into place at the end (atomic on POSIX), so
 an interrupted build leaves no half cache, and two concurrent builds just race to the rename.
+``CacheWriter`` builds one chunk at a time (streaming ingestion): each column's .npy file is
+appended to behind a fixed-size header that gets the final shape at the end, so memory never
+holds more than a chunk.
 
 A cache damaged later (a truncated copy, a full disk, stray writes) must not crash deep inside
 numpy nor feed garbage to training: the manifest records every file's size and CRC32, and
@@ -26,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import time
 import uuid
 import zlib
@@ -62,45 +66,121 @@ def _file_name(column: str) -> str:
     return f'{column}.npy'
 
 
+_HEADER_BYTES = 128  # magic, version, length and the dict, padded: room for any 2-D shape
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """A .npy version 1.0 header of exactly _HEADER_BYTES bytes (np.load reads it as usual)."""
+    body = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (np.dtype(dtype).str,
+                                                                     tuple(int(x) for x in shape))
+    room = _HEADER_BYTES - 10
+    if len(body) >= room:
+        raise ValueError(f'shape {shape} does not fit a {_HEADER_BYTES}-byte .npy header')
+    return b'\x93NUMPY\x01\x00' + struct.pack('<H', room) + (body.ljust(room - 1) + '\n').encode()
+
+
+class CacheWriter:
+    """Writes the cache for ``key`` chunk by chunk: ``append(split, columns)`` any number of
+    times (a split's rows in order), then ``finish(vocab, manifest)``; ``abort()`` (or an
+    exception inside ``with``) removes the partial folder. The result equals ``write`` of the
+    concatenated columns, byte for byte."""
+
+    def __init__(self, root: str | os.PathLike, key: str):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.key = key
+        self.final = self.root / key
+        self.tmp = self.root / f'.tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+        self.tmp.mkdir()
+        self.files: dict[tuple[str, str], Any] = {}
+        self.meta: dict[str, dict[str, tuple[np.dtype, tuple[int, ...]]]] = {}
+        self.rows: dict[str, int] = {}
+        self.t0 = time.time()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is not None:
+            self.abort()
+
+    def append(self, split: str, columns: Mapping[str, np.ndarray]) -> None:
+        if split not in self.meta:
+            if self.rows:
+                # every split holds the same columns: the first split's set is the contract
+                first = next(iter(self.meta.values()))
+                if set(columns) != set(first):
+                    raise ValueError(f'cache split {split!r}: columns {sorted(columns)} differ '
+                                     f'from {sorted(first)}')
+            (self.tmp / split).mkdir()
+            self.meta[split], self.rows[split] = {}, 0
+        n = None
+        for name, arr in columns.items():
+            arr = np.ascontiguousarray(arr)
+            n = arr.shape[0] if n is None else n
+            if arr.shape[0] != n:
+                raise ValueError(f'cache split {split!r}: column {name!r} has {arr.shape[0]} '
+                                 f'rows, others {n}')
+            known = self.meta[split].get(name)
+            if known is None:
+                self.meta[split][name] = (arr.dtype, arr.shape[1:])
+                f = open(self.tmp / split / _file_name(name), 'wb')
+                f.write(_npy_header(arr.dtype, (0,) + arr.shape[1:]))
+                self.files[split, name] = f
+            elif known != (arr.dtype, arr.shape[1:]):
+                raise ValueError(f'cache split {split!r}: column {name!r} changes from '
+                                 f'{known} to {(arr.dtype, arr.shape[1:])}')
+            self.files[split, name].write(arr.tobytes())
+        self.rows[split] += n or 0
+
+    def finish(self, vocab: Vocab, manifest: Mapping[str, Any]) -> Path:
+        try:
+            layout = {}
+            for (split, name), f in self.files.items():
+                dtype, tail = self.meta[split][name]
+                shape = (self.rows[split],) + tail
+                f.seek(0)
+                f.write(_npy_header(dtype, shape))
+                f.close()
+                layout.setdefault(split, {})[name] = dict(dtype=dtype.str, shape=list(shape))
+            self.files = {}
+            vocab.save(self.tmp / 'vocab')
+            files = {}
+            for path in sorted(self.tmp.rglob('*')):
+                if path.is_file():
+                    files[path.relative_to(self.tmp).as_posix()] = dict(
+                        size=path.stat().st_size, crc32=_crc32(path),
+                        sample_crc32=_crc32(path, True))
+            doc = dict(manifest, key=self.key, cache_version=CACHE_VERSION, created=time.time(),
+                       columns=layout, files=files, num_rows=dict(self.rows))
+            (self.tmp / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True,
+                                                        default=str))
+            try:
+                os.rename(self.tmp, self.final)
+            except OSError:
+                if not (self.final / MANIFEST).exists():
+                    raise
+                shutil.rmtree(self.tmp, ignore_errors=True)  # another process finished first
+        except BaseException:
+            self.abort()
+            raise
+        note('cache written to %s in %.1fs', self.final, time.time() - self.t0)
+        return self.final
+
+    def abort(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files = {}
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def write(root: str | os.PathLike, key: str, splits: Mapping[str, Mapping[str, np.ndarray]],
           vocab: Vocab, manifest: Mapping[str, Any]) -> Path:
-    """Write the cache for `key` atomically; returns its folder."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / key
-    tmp = root / f'.tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
-    t0 = time.time()
-    try:
-        tmp.mkdir()
-        layout = {}
+    """Write the cache for `key` atomically (whole splits at once); returns its folder."""
+    with CacheWriter(root, key) as w:
         for split, columns in splits.items():
-            (tmp / split).mkdir()
-            layout[split] = {}
-            for name, arr in columns.items():
-                arr = np.ascontiguousarray(arr)
-                np.save(tmp / split / _file_name(name), arr, allow_pickle=False)
-                layout[split][name] = dict(dtype=arr.dtype.str, shape=list(arr.shape))
-        vocab.save(tmp / 'vocab')
-        files = {}
-        for path in sorted(tmp.rglob('*')):
-            if path.is_file():
-                files[path.relative_to(tmp).as_posix()] = dict(
-                    size=path.stat().st_size, crc32=_crc32(path), sample_crc32=_crc32(path, True))
-        doc = dict(manifest, key=key, cache_version=CACHE_VERSION, created=time.time(),
-                   columns=layout, files=files,
-                   num_rows={s: int(next(iter(c.values())).shape[0]) for s, c in splits.items()})
-        (tmp / MANIFEST).write_text(json.dumps(doc, indent=1, sort_keys=True, default=str))
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / MANIFEST).exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    note('cache written to %s in %.1fs', final, time.time() - t0)
-    return final
+            w.append(split, columns)
+        return w.finish(vocab, manifest)
 
 
 def load(root: str | os.PathLike, key: str

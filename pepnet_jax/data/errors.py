@@ -287,24 +287,34 @@ def _locate_bad_cell(path: Path, start: int, nrows: int, dtypes: Mapping[str, ob
 
 
 def read_csv_chunks(path: Path, usecols: Sequence[str], dtypes: Mapping[str, object],
-                    chunk_rows: int = CHUNK_ROWS, label: str = '') -> Iterator[tuple[int, pd.DataFrame]]:
+                    chunk_rows: int | None = None, label: str = '',
+                    position: list | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
     """Yield (first_row_index, chunk) with explicit dtypes; a parse error becomes a DataError.
 
     Rows are 0-based data rows (the header is not a row); messages print them 1-based. A
     LineScanner checks every row's field count before its chunk is yielded: with usecols,
     pandas itself would let a row with an extra or a missing field through, shifted.
+    ``chunk_rows`` defaults to CHUNK_ROWS (read when called, so a test can shrink it);
+    ``position``, a one-element list, gets the bytes pandas has read so far after each chunk
+    (for progress lines).
     """
     path = Path(path)
+    chunk_rows = chunk_rows or CHUNK_ROWS
     size = os.path.getsize(path)
     t0 = time.time()
+    handle = open(path, 'rb')
     try:
-        reader = pd.read_csv(path, usecols=list(usecols), dtype=dict(dtypes),
+        reader = pd.read_csv(handle, usecols=list(usecols), dtype=dict(dtypes),
                              chunksize=chunk_rows, encoding='utf-8-sig', low_memory=False)
     except pd.errors.EmptyDataError:
+        handle.close()
         raise DataError(f'{path}: the file is empty (no header line)') from None
     except (ValueError, UnicodeDecodeError) as e:  # usecols not in the header, bad bytes
         reader = None
         cause = e
+    except BaseException:
+        handle.close()
+        raise
     scan = LineScanner(path, background=reader is not None)
     start = 0
     try:
@@ -325,14 +335,17 @@ def read_csv_chunks(path: Path, usecols: Sequence[str], dtypes: Mapping[str, obj
                     raise _locate_bad_cell(path, start, chunk_rows, dtypes, usecols, e,
                                            scan) from None
                 scan.ensure(start + len(chunk))
+                if position is not None:
+                    position[0] = handle.tell()
                 yield start, chunk
                 start += len(chunk)
-                if size > 50_000_000:
+                if size > 50_000_000 and position is None:
                     note('%s%s: %s rows read (%.0fs)', label, path.name, f'{start:,}',
                          time.time() - t0)
             scan.ensure(None)  # a last line pandas dropped (e.g. a cut-off quote)
     finally:
         scan.close()
+        handle.close()
 
 
 def check_binary(path: Path, frame: pd.DataFrame, columns: Sequence[str], first_row: int) -> None:

@@ -56,6 +56,14 @@ class DataFormat:
     features(), groups(): the preset feature dicts and gate groups.
     entities: {entity: raw columns that come with it} (its id and its side columns), for
       training the out-of-vocabulary rows (cold_start.py); {} = no entity is ever dropped.
+    read_chunks(data_config, spec, only=None, progress=None, shared=None) -> iterator of
+      (split, frame): optional, for data that does not fit in memory: the rows of read_splits
+      (of the splits in ``only``, or all) in chunks, each split's chunks in row order;
+      ``progress`` (pipeline.IngestProgress) gets (rows so far, bytes into the current file)
+      as it reads; ``shared`` is one dict for both passes of a build (to read side tables
+      once). Without it the cache is built from read_splits' whole frames.
+    read_file_chunks(path, data_dir, spec, data_config) -> iterator of (frame, key columns):
+      optional, predict mode on files of any size: read_file's rows in chunks, in order.
     """
     name: str
     read_splits: Callable[[Any, 'DataSpec'], 'dict[str, pd.DataFrame]']
@@ -71,6 +79,8 @@ class DataFormat:
     splits: Mapping[str, Any] | None = dataclasses.field(default=None, hash=False)
     entities: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict,
                                                                 hash=False)
+    read_chunks: Callable[..., Any] | None = None
+    read_file_chunks: Callable[..., Any] | None = None
 
     def __post_init__(self):
         where = f'DataFormat(name={self.name!r})'
@@ -80,6 +90,9 @@ class DataFormat:
         for field in ('read_splits', 'input_files', 'read_file', 'features', 'groups'):
             if not callable(getattr(self, field)):
                 raise TypeError(f'{where}.{field} must be callable')
+        for field in ('read_chunks', 'read_file_chunks'):
+            if getattr(self, field) is not None and not callable(getattr(self, field)):
+                raise TypeError(f'{where}.{field} must be callable or None')
         for field in ('domain_column', 'group_column'):
             if not isinstance(getattr(self, field), str) or not getattr(self, field):
                 raise ValueError(f'{where}.{field} must be a column name')

@@ -28,7 +28,7 @@ import time
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -305,16 +305,29 @@ def _read_table(paths: Sequence[Path], key: str, cols: Sequence[str],
     return table
 
 
-def _join(frame: pd.DataFrame, key: str, table: pd.DataFrame, cols: Sequence[str]) -> None:
+class _Index:
+    """A feature table's ids, sorted once, for joining chunk after chunk."""
+
+    def __init__(self, ids: np.ndarray):
+        self.order = np.argsort(ids, kind='stable')
+        self.sorted_ids = ids[self.order]
+
+    def rows(self, want: np.ndarray) -> np.ndarray:
+        """Table row of each wanted id, -1 where the table has none."""
+        n = len(self.sorted_ids)
+        if not n:
+            return np.full(len(want), -1, np.int64)
+        pos = np.searchsorted(self.sorted_ids, want)
+        safe = np.minimum(pos, n - 1)
+        found = (pos < n) & (self.sorted_ids[safe] == want)
+        return np.where(found, self.order[safe], -1)
+
+
+def _join(frame: pd.DataFrame, key: str, table: pd.DataFrame, cols: Sequence[str],
+          index: _Index | None = None) -> None:
     """Left join by exact id lookup; missing ids get NaN (-> OOV). Keeps frame order."""
-    ids = table[key].to_numpy(np.int64)
-    order = np.argsort(ids, kind='stable')
-    sorted_ids = ids[order]
-    want = frame[key].to_numpy(np.int64)
-    pos = np.searchsorted(sorted_ids, want)
-    safe = np.minimum(pos, max(len(ids) - 1, 0))
-    found = (pos < len(ids)) & (sorted_ids[safe] == want) if len(ids) else np.zeros(len(want), bool)
-    rows = np.where(found, order[safe] if len(ids) else 0, -1)
+    index = index or _Index(table[key].to_numpy(np.int64))
+    rows = index.rows(frame[key].to_numpy(np.int64))
     missing = rows < 0
     safe_rows = np.where(missing, 0, rows)
     for c in cols:
@@ -334,26 +347,6 @@ def _join(frame: pd.DataFrame, key: str, table: pd.DataFrame, cols: Sequence[str
 def _feature_log_cols(spec: DataSpec, log_cols: Sequence[str]) -> list[str]:
     keys = {USER_KEY, VIDEO_KEY, spec.domain_column}
     return [c for c in dict.fromkeys(f.column for f in spec.features) if c in log_cols and c not in keys]
-
-
-def _join_features(layout: Layout, frames: Mapping[str, pd.DataFrame], user_cols: Sequence[str],
-                   video_cols: Sequence[str]) -> None:
-    if user_cols:
-        if not layout.user_files:
-            raise missing_file_error('user features', [f'user_features_{layout.version}.csv'],
-                                     layout.directory)
-        ids = np.unique(np.concatenate([f[USER_KEY].to_numpy() for f in frames.values()]))
-        table = _read_table(layout.user_files, USER_KEY, user_cols, ids)
-        for f in frames.values():
-            _join(f, USER_KEY, table, user_cols)
-    if video_cols:
-        if not layout.video_files:
-            raise missing_file_error('video features', [f'video_features_basic_{layout.version}.csv'],
-                                     layout.directory)
-        ids = np.unique(np.concatenate([f[VIDEO_KEY].to_numpy() for f in frames.values()]))
-        table = _read_table(layout.video_files, VIDEO_KEY, video_cols, ids)
-        for f in frames.values():
-            _join(f, VIDEO_KEY, table, video_cols)
 
 
 def input_files(data_config: Any, spec: DataSpec) -> list[Path]:
@@ -394,14 +387,31 @@ def _plan(data_config: Any, spec: DataSpec):
 
 
 def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
-    """{split: raw frame} with log, user and video columns, rows in file order.
+    """{split: raw frame} with log, user and video columns, rows in file order: read_chunks'
+    chunks put together (see there)."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for name, chunk in read_chunks(data_config, spec):
+        parts.setdefault(name, []).append(chunk)
+    return {n: pd.concat(p, ignore_index=True) for n, p in parts.items()}
+
+
+def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = None,
+                progress: Any = None, shared: dict | None = None
+                ) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(split, chunk) pairs: the rows of every split (or of the splits in ``only``), each
+    split's in file order, joined with the user and video files. ``DataFormat.read_chunks``.
 
     Rows of tabs outside config.data.domains are dropped; a tab outside KuaiRand's 0..14 is a
     DataError. Standard-log rows whose date is no calendar date, or in no split's range, are
-    left out too. Each kind of drop gets one counted [data] line, so none goes unnoticed.
-    ``max_rows`` keeps a random sample of that many rows of each split, seeded by
-    ``config.data.seed`` and kept in file order: the logs are sorted by user, so their first
-    rows would be a handful of users. Every file is still read to the end.
+    left out too. Each kind of drop gets one counted [data] line (on a read of every split),
+    so none goes unnoticed. ``max_rows`` keeps a random sample of that many rows of each
+    split, seeded by ``config.data.seed`` and kept in file order: the logs are sorted by
+    user, so their first rows would be a handful of users. Every file is still read to the
+    end (a light first pass over the date and tab columns finds each split's sample).
+
+    Memory: one chunk of rows (errors.CHUNK_ROWS) and the two feature tables (their needed
+    columns, text as categories), whatever the length of the logs. ``shared``: a dict kept
+    across the passes of one build, so the feature tables are read once.
     """
     t0 = time.time()
     layout, plan, splits = _plan(data_config, spec)
@@ -418,23 +428,39 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
     usecols = list(dict.fromkeys(log_cols + label_cols))
     feat_log_cols = _feature_log_cols(spec, log_cols)
     names = list(splits) + [n for _, t in plan for n in t if n not in splits]
-    parts: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
-    sample_keys: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    counts = dict.fromkeys(names, 0)
-    sources: dict[str, list[str]] = {n: [] for n in names}
-    tab_drops = {n: Counter() for n in names}
-    outside = []  # (rows, first date, last date) of standard-log rows in no split's range
-    bad_dates = Counter()  # standard-log dates that are no calendar date -> rows
-    for lf, targets in plan:
+    wanted = [n for n in names if only is None or n in only]
+    for lf, _ in plan:
         require_columns(lf.path, read_header(lf.path),
                         {c: ('config.data.tasks' if c in label_cols else 'the features/splits')
                          for c in usecols})
+    tables_key = ('feature_tables', tuple(user_cols), tuple(video_cols))
+    if shared is not None and tables_key in shared:
+        tables = shared[tables_key]
+    else:
+        tables = _feature_tables(layout, user_cols, video_cols)
+        if shared is not None:
+            shared[tables_key] = tables
+    limit = (_sample_limits(plan, spec, seed, max_rows, wanted) if max_rows else {})
+    counts = dict.fromkeys(wanted, 0)
+    sources: dict[str, list[str]] = {n: [] for n in wanted}
+    tab_drops = {n: Counter() for n in wanted}
+    outside = []  # (rows, first date, last date) of standard-log rows in no split's range
+    bad_dates = Counter()  # standard-log dates that are no calendar date -> rows
+    done_bytes, rows_read = 0, 0
+    for lf, all_targets in plan:
+        targets = {n: r for n, r in all_targets.items() if n in counts}
+        size = lf.path.stat().st_size
+        if not targets:
+            done_bytes += size
+            continue
         for n in targets:
             sources[n].append(lf.path.name)
         # One uniform key per file row, from a stream seeded by (seed, file name): a row's key
         # depends on neither the chunking nor the other files read.
         key_rng = np.random.default_rng([seed, zlib.crc32(lf.path.name.encode())])
-        for start, chunk in read_csv_chunks(lf.path, usecols, _dtypes(usecols), label='log '):
+        position = [0]
+        for start, chunk in read_csv_chunks(lf.path, usecols, _dtypes(usecols), label='log ',
+                                            position=position):
             keys = key_rng.random(len(chunk)) if max_rows else None
             check_binary(lf.path, chunk, label_cols, start)
             tab = chunk[spec.domain_column].to_numpy()
@@ -444,65 +470,106 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
             keep = domain_index(tab, spec.domains) >= 0
             date = chunk['date'].to_numpy()
             real = _calendar_dates(date) if lf.kind == 'standard' else np.ones(len(date), bool)
-            if not real.all():
+            if not real.all() and only is None:
                 bad_dates.update(date[~real].tolist())
             anywhere = ~real  # rows some split takes; bad dates are counted on their own
-            for n, rng in targets.items():
+            for n, rng in all_targets.items():
                 rows = real if rng is None else real & (date >= rng[0]) & (date <= rng[1])
                 anywhere |= rows
+                if n not in targets:
+                    continue
                 if (dropped := rows & ~keep).any():
                     tab_drops[n].update(count_values(tab[dropped]))
                 taken = rows & keep
+                if max_rows:
+                    taken &= keys <= limit[n]
                 if taken.any():
-                    parts[n].append(chunk[taken])
-                    counts[n] += int(taken.sum())
-                    if max_rows:
-                        sample_keys[n].append(keys[taken])
-                        if counts[n] >= 2 * max_rows:
-                            counts[n] = _keep_smallest_keys(parts[n], sample_keys[n], max_rows)
-            if not anywhere.all():
+                    part = chunk[taken].reset_index(drop=True)
+                    _normalize_missing(part, feat_log_cols)
+                    _join_tables(part, tables)
+                    counts[n] += len(part)
+                    yield n, part
+            if not anywhere.all() and only is None:
                 lost = date[~anywhere]
                 outside.append((len(lost), int(lost.min()), int(lost.max())))
-    if max_rows:
-        for n in names:
-            if counts[n] > max_rows:
-                counts[n] = _keep_smallest_keys(parts[n], sample_keys[n], max_rows)
-    for n in names:
-        note_drops(n, counts[n], spec.domain_column, tab_drops[n], spec.domains)
-    why = []
-    if outside:
-        why.append(f'{sum(o[0] for o in outside):,} with dates in {min(o[1] for o in outside)}..'
-                    f'{max(o[2] for o in outside)} outside every config.data.splits range')
-    if bad_dates:
-        shown = ', '.join(str(d) for d in sorted(bad_dates)[:3]) + (', ...' if len(bad_dates) > 3
-                                                                    else '')
-        why.append(f'{sum(bad_dates.values()):,} whose date is no calendar date ({shown})')
-    if why:
-        note('standard log rows in no split: %s', '; '.join(why))
-    frames = {}
-    for n in names:
+            rows_read += len(chunk)
+            if progress is not None:
+                progress.done_bytes = done_bytes
+                progress.update(rows_read, position[0])
+        done_bytes += size
+    if progress is not None:
+        progress.done_bytes = done_bytes
+        progress.update(rows_read, 0, force=True)
+    if only is None:
+        for n in wanted:
+            note_drops(n, counts[n], spec.domain_column, tab_drops[n], spec.domains)
+        why = []
+        if outside:
+            why.append(f'{sum(o[0] for o in outside):,} with dates in '
+                       f'{min(o[1] for o in outside)}..{max(o[2] for o in outside)} outside '
+                       'every config.data.splits range')
+        if bad_dates:
+            shown = ', '.join(str(d) for d in sorted(bad_dates)[:3]) + (
+                ', ...' if len(bad_dates) > 3 else '')
+            why.append(f'{sum(bad_dates.values()):,} whose date is no calendar date ({shown})')
+        if why:
+            note('standard log rows in no split: %s', '; '.join(why))
+    for n in wanted:
         if counts[n] == 0:
             rng = splits.get(n)
             dates = f'dates {rng[0]}..{rng[1]}' if rng else 'the random log'
             raise DataError(f'split {n!r} is empty: no rows with {dates} and tab in '
                             f'{list(spec.domains)} (config.data.domains) in '
                             f'{sources[n] or "any file"}')
-        frames[n] = pd.concat(parts[n], ignore_index=True)
-        _normalize_missing(frames[n], feat_log_cols)
-    _join_features(layout, frames, user_cols, video_cols)
     note('kuairand %s: %s in %.1fs', layout.version,
-             ', '.join(f'{n}={len(f):,}' for n, f in frames.items()), time.time() - t0)
-    return frames
+         ', '.join(f'{n}={c:,}' for n, c in counts.items()), time.time() - t0)
 
 
-def _keep_smallest_keys(parts: list[pd.DataFrame], keys: list[np.ndarray], k: int) -> int:
-    """Keep (in place, in row order) the k rows with the smallest keys: a uniform sample."""
-    frame = pd.concat(parts, ignore_index=True)
-    all_keys = np.concatenate(keys)
-    idx = np.sort(np.argsort(all_keys, kind='stable')[:k])
-    parts[:] = [frame.iloc[idx].reset_index(drop=True)]
-    keys[:] = [all_keys[idx]]
-    return len(idx)
+def _sample_limits(plan, spec: DataSpec, seed: int, k: int, wanted) -> dict[str, float]:
+    """The key at or below which a split's rows are in its max_rows sample: the k-th smallest
+    key of the split's rows (the rows read_chunks would take), from a pass over the date and
+    tab columns alone, holding at most 2k keys per split."""
+    cols = ['date', spec.domain_column]
+    best: dict[str, np.ndarray] = {n: np.zeros(0) for n in wanted}
+    for lf, targets in plan:
+        if not any(n in best for n in targets):
+            continue
+        key_rng = np.random.default_rng([seed, zlib.crc32(lf.path.name.encode())])
+        for _, chunk in read_csv_chunks(lf.path, cols, _dtypes(cols), label='sample '):
+            keys = key_rng.random(len(chunk))
+            keep = domain_index(chunk[spec.domain_column].to_numpy(), spec.domains) >= 0
+            date = chunk['date'].to_numpy()
+            real = _calendar_dates(date) if lf.kind == 'standard' else np.ones(len(date), bool)
+            for n, rng in targets.items():
+                if n not in best:
+                    continue
+                rows = real & keep if rng is None else \
+                    real & keep & (date >= rng[0]) & (date <= rng[1])
+                merged = np.concatenate([best[n], keys[rows]])
+                best[n] = np.partition(merged, k - 1)[:k] if len(merged) > k else merged
+    return {n: (float(b.max()) if len(b) == k else np.inf) for n, b in best.items()}
+
+
+def _feature_tables(layout: Layout, user_cols: Sequence[str], video_cols: Sequence[str]
+                    ) -> list[tuple[str, pd.DataFrame, Sequence[str]]]:
+    """[(key, table, columns, index)] of the feature files the features need, read once."""
+    out = []
+    for cols, files, key, what in ((user_cols, layout.user_files, USER_KEY, 'user'),
+                                   (video_cols, layout.video_files, VIDEO_KEY, 'video')):
+        if not cols:
+            continue
+        if not files:
+            stem = 'user_features' if what == 'user' else 'video_features_basic'
+            raise missing_file_error(f'{what} features', [f'{stem}_{layout.version}.csv'],
+                                     layout.directory)
+        table = _read_table(files, key, cols, None)
+        out.append((key, table, cols, _Index(table[key].to_numpy(np.int64))))
+    return out
+
+
+def _join_tables(frame: pd.DataFrame, tables) -> None:
+    for key, table, cols, index in tables:
+        _join(frame, key, table, cols, index)
 
 
 def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
@@ -513,6 +580,19 @@ def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
     Returns (frame, raw) where raw holds the user_id, video_id, time_ms and tab columns.
     A tab not in config.data.domains is a DataError: the model has no domain for it.
     """
+    frames, raws = [], []
+    for frame, raw in read_log_file_chunks(path, data_dir, spec, version):
+        frames.append(frame)
+        raws.append(raw)
+    return (pd.concat(frames, ignore_index=True),
+            {c: np.concatenate([r[c] for r in raws]) for c in RAW_PREDICT_COLUMNS})
+
+
+def read_log_file_chunks(path: str | Path, data_dir: str | Path, spec: DataSpec,
+                         version: str = 'auto'
+                         ) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
+    """read_log_file in chunks of errors.CHUNK_ROWS rows, in order: predict mode on logs of
+    any length with one chunk (and the feature tables) in memory."""
     path = Path(path)
     if not path.is_file():
         raise missing_file_error('log file for predict', [path.name], path.parent)
@@ -523,25 +603,33 @@ def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
     label_cols = [t for t in spec.tasks if t in header]
     usecols = list(dict.fromkeys(log_cols + label_cols))
     require_columns(path, header, {c: 'predict output' for c in RAW_PREDICT_COLUMNS})
-    parts = []
+    tables = _feature_tables(layout, user_cols, video_cols)
+    feat_log_cols = _feature_log_cols(spec, log_cols)
+    rows = 0
     for start, chunk in read_csv_chunks(path, usecols, _dtypes(usecols), label='predict '):
         check_binary(path, chunk, label_cols, start)
         check_domains(path, chunk[spec.domain_column].to_numpy(), spec.domain_column,
                       spec.domains, start, 'config.data.domains')
-        parts.append(chunk)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=usecols)
-    if len(frame) == 0:
+        _normalize_missing(chunk, feat_log_cols)
+        raw = {c: chunk[c].to_numpy().copy() for c in RAW_PREDICT_COLUMNS}
+        _join_tables(chunk, tables)
+        rows += len(chunk)
+        yield chunk, raw
+    if rows == 0:
         raise DataError(f'{path}: no rows to predict')
-    _normalize_missing(frame, _feature_log_cols(spec, log_cols))
-    _join_features(layout, {'predict': frame}, user_cols, video_cols)
-    raw = {c: frame[c].to_numpy().copy() for c in RAW_PREDICT_COLUMNS}
-    return frame, raw
 
 
 def read_predict_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
                       data_config: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """``DataFormat.read_file``: read_log_file with config.data.version."""
     return read_log_file(path, data_dir, spec, data_config.get('version', 'auto') or 'auto')
+
+
+def read_predict_chunks(path: str | Path, data_dir: str | Path, spec: DataSpec,
+                        data_config: Any) -> Iterator[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
+    """``DataFormat.read_file_chunks``: read_log_file_chunks with config.data.version."""
+    return read_log_file_chunks(path, data_dir, spec,
+                                data_config.get('version', 'auto') or 'auto')
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,4 +685,5 @@ FORMAT = formats.register(formats.DataFormat(
     read_file=read_predict_file, domain_column='tab', known_domains=KNOWN_TABS,
     group_column=USER_KEY, tasks=TASKS, domains=DEFAULT_TABS, splits=DEFAULT_SPLITS,
     features=kuairand_features, groups=kuairand_groups,
-    entities={'user': USER_FILE_COLUMNS, 'video': VIDEO_FILE_COLUMNS}))
+    entities={'user': USER_FILE_COLUMNS, 'video': VIDEO_FILE_COLUMNS},
+    read_chunks=read_chunks, read_file_chunks=read_predict_chunks))

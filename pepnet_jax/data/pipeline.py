@@ -16,6 +16,7 @@ Batch (all numpy):
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -27,7 +28,7 @@ import pandas as pd
 
 from pepnet_jax.data import cache, formats
 from pepnet_jax.data.errors import DataError, domain_index, note, plain_value
-from pepnet_jax.data.vocab import Vocab
+from pepnet_jax.data.vocab import Vocab, VocabFitter
 from pepnet_jax.features import (DataSpec, FeatureInfo, resolve_splits, spec_from_config,
                                  with_format_defaults)
 
@@ -277,7 +278,14 @@ def _cache_config(data_config: Any, spec: DataSpec) -> dict[str, Any]:
 
 def load_datasets(data_config: Any, workdir: str | Path
                   ) -> tuple[dict[str, Dataset], tuple[FeatureInfo, ...], DataSpec, Vocab]:
-    """Build (or load from cache) every split; save the vocab into <workdir>/vocab."""
+    """Build (or load from cache) every split; save the vocab into <workdir>/vocab.
+
+    A build streams when the format can (``DataFormat.read_chunks``): one pass over the
+    training rows fits the vocabulary (``VocabFitter``), a second encodes every split chunk by
+    chunk into the cache (``cache.CacheWriter``), so memory holds one chunk, the fitted
+    statistics and the format's side tables, whatever the number of rows. A format without
+    ``read_chunks`` is read whole (``read_splits``) and goes through the same two steps.
+    """
     t0 = time.time()
     spec = spec_from_config(data_config)
     reader = formats.get(spec.format)
@@ -291,16 +299,8 @@ def load_datasets(data_config: Any, workdir: str | Path
     hit = cache.load(root, key)
     if hit is None:
         note('data cache miss (%s): parsing %d file(s)', key, len(files))
-        frames = reader.read_splits(read_config, spec.reader_spec())
-        t1 = time.time()
-        vocab = Vocab.fit(frames['train'], spec)
-        columns = {}
-        for name in list(frames):
-            columns[name] = encode_frame(frames.pop(name), spec, vocab)  # free each frame
-        note('vocab + encoding: %.1fs', time.time() - t1)
-        cache.write(root, key, columns, vocab, dict(config=cfg, inputs=cache.fingerprint(files),
-                                                    build_seconds=time.time() - t0))
-        del columns
+        build_cache(reader, read_config, spec, root, key,
+                    dict(config=cfg, inputs=cache.fingerprint(files)), files)
         hit = cache.load(root, key)
         if hit is None:
             raise DataError(f'the cache just written to {root / key} does not load back (see the '
@@ -315,6 +315,67 @@ def load_datasets(data_config: Any, workdir: str | Path
     note('datasets %s ready in %.1fs',
              {n: d.num_rows for n, d in datasets.items()}, time.time() - t0)
     return datasets, vocab.feature_infos(), spec, vocab
+
+
+class IngestProgress:
+    """One [data] line every ``every`` seconds while a pass reads its files: rows, MB/s and
+    the ETA from the bytes left (file sizes are known up front)."""
+
+    def __init__(self, what: str, total_bytes: int, every: float = 10.0, clock=time.time):
+        self.what, self.total, self.every, self.clock = what, max(int(total_bytes), 1), every, clock
+        self.t0 = self.last = clock()
+        self.rows = 0
+        self.done_bytes = 0  # bytes of the files finished before the current one
+
+    def update(self, rows: int, file_bytes: int, force: bool = False) -> None:
+        """``rows`` read so far in this pass, ``file_bytes`` into the current file."""
+        self.rows = rows
+        now = self.clock()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        done = min(self.done_bytes + file_bytes, self.total)
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        note('%s: %s rows, %.0f of %.0f MB (%.1f MB/s), ETA %ds', self.what, f'{rows:,}',
+             done / 1e6, self.total / 1e6, rate / 1e6, eta)
+
+
+def build_cache(reader, read_config: Any, spec: DataSpec, root: Path, key: str,
+                manifest: dict, files: list) -> None:
+    """Fit the vocabulary on the training rows, then encode every split into the cache."""
+    t0 = time.time()
+    rspec = spec.reader_spec()
+    if reader.read_chunks is not None:
+        total = sum(os.path.getsize(f) for f in files)
+        shared: dict = {}  # the reader's, across both passes (e.g. side tables read once)
+        source = lambda only, progress: reader.read_chunks(read_config, rspec, only=only,
+                                                           progress=progress, shared=shared)
+    else:
+        frames = reader.read_splits(read_config, rspec)
+        total = 0
+        source = lambda only, progress: ((n, f) for n, f in frames.items()
+                                         if only is None or n in only)
+    fitter = VocabFitter(spec)
+    rows = 0
+    progress = IngestProgress('pass 1 (vocabulary, train rows)', total)
+    for split, chunk in source(('train',), progress):
+        fitter.update(chunk)
+        rows += len(chunk)
+    if rows == 0:
+        raise DataError("split 'train' is empty: no rows to fit the vocabulary on")
+    vocab = fitter.finish()
+    t1 = time.time()
+    note('pass 1: vocabulary fitted on %s training rows in %.1fs', f'{rows:,}', t1 - t0)
+    progress = IngestProgress('pass 2 (encode, every split)', total)
+    counts: dict[str, int] = {}
+    with cache.CacheWriter(root, key) as writer:
+        for split, chunk in source(None, progress):
+            writer.append(split, encode_frame(chunk, spec, vocab))
+            counts[split] = counts.get(split, 0) + len(chunk)
+        note('pass 2: encoded %s in %.1fs', ', '.join(f'{n}={c:,}' for n, c in counts.items()),
+             time.time() - t1)
+        writer.finish(vocab, dict(manifest, build_seconds=time.time() - t0))
 
 
 def load_vocab(workdir: str | Path) -> Vocab:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -165,17 +166,10 @@ class Vocab:
     # -- fitting
     @classmethod
     def fit(cls, frame: pd.DataFrame, spec: DataSpec) -> 'Vocab':
-        if len(frame) == 0:
-            raise DataError('cannot fit vocabularies: the training split has no rows')
-        entries = {}
-        for f in spec.features:
-            for c in f.columns:
-                if c not in frame.columns:
-                    raise DataError(f'feature {f.name!r}: column {c!r} is not in the training '
-                                    f'frame (columns: {list(frame.columns)})')
-            entries[f.name] = (_fit_cross(f, frame) if f.kind == 'cross'
-                               else _fit_feature(f, frame[f.column]))
-        return cls(spec, entries)
+        """Fit on one whole training frame: ``VocabFitter`` fed with a single chunk."""
+        fitter = VocabFitter(spec)
+        fitter.update(frame)
+        return fitter.finish()
 
     # -- encoding
     def encode_feature(self, name: str, values: Any) -> np.ndarray:
@@ -261,22 +255,145 @@ class Vocab:
         return cls(spec, entries)
 
 
-def _fit_feature(f: FeatureSpec, col: pd.Series) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- fitting in chunks
+
+
+class _Counts:
+    """An exact value -> count table, merged from chunks: the sufficient statistic of every
+    fit, so a vocabulary fitted chunk by chunk equals one fitted at once, whatever the chunks.
+
+    Chunks' tables wait in a list and are merged (one groupby) once they outgrow the merged
+    table, so the total cost stays O(N log N) and the memory O(distinct values).
+    """
+
+    def __init__(self):
+        self.merged: pd.Series | None = None
+        self.pending: list[pd.Series] = []
+        self.pending_rows = 0
+
+    def add(self, values: np.ndarray | pd.Index | pd.MultiIndex, counts: np.ndarray) -> None:
+        if len(counts) == 0:
+            return
+        self.pending.append(pd.Series(np.asarray(counts, np.int64), index=values))
+        self.pending_rows += len(counts)
+        if self.pending_rows > max(2 * (0 if self.merged is None else len(self.merged)), 1 << 20):
+            self._merge()
+
+    def _merge(self) -> None:
+        parts = ([] if self.merged is None else [self.merged]) + self.pending
+        if parts:
+            both = pd.concat(parts)
+            # sort=False: a column's values may mix types (text and numbers); every fit
+            # below orders what it needs itself, so the table's order does not matter.
+            self.merged = both.groupby(level=list(range(both.index.nlevels)),
+                                       sort=False).sum()
+        self.pending, self.pending_rows = [], 0
+
+    def result(self) -> pd.Series:
+        """The merged table: distinct values (in no particular order) -> int64 counts."""
+        self._merge()
+        return self.merged if self.merged is not None else pd.Series([], dtype=np.int64)
+
+
+class VocabFitter:
+    """Fits a Vocab from training rows fed in any number of chunks (``update``), with memory
+    that grows with the distinct values, not with the rows. ``finish`` gives exactly what one
+    chunk holding every row would: each feature's fit is a function of value counts alone
+    (categorical and multi: counts of the raw values; bucket and dense: counts of the finite
+    values, from which the quantiles and the mean / std are computed exactly as over the
+    expanded rows; cross: counts of the value combinations).
+
+    ``update(frame, weights)`` may weight rows (an entity table's rows by how often the
+    training rows show each entity); the default weight is 1.
+    """
+
+    def __init__(self, spec: DataSpec):
+        self.spec = spec
+        self.counts = {f.name: _Counts() for f in spec.features}
+        self.rows = 0
+
+    def update(self, frame: pd.DataFrame, weights: np.ndarray | None = None) -> None:
+        for f in self.spec.features:
+            for c in f.columns:
+                if c not in frame.columns:
+                    raise DataError(f'feature {f.name!r}: column {c!r} is not in the training '
+                                    f'frame (columns: {list(frame.columns)})')
+        w = None if weights is None else np.asarray(weights, np.int64)
+        for f in self.spec.features:
+            acc = self.counts[f.name]
+            if f.kind == 'cross':
+                parts = frame[list(f.columns)]
+                keep = parts.notna().all(axis=1).to_numpy()  # a missing part never counts
+                sub = parts[keep]
+                if len(sub):
+                    g = (sub.assign(_w=1 if w is None else w[keep])
+                         .groupby(list(f.columns), sort=False, observed=True)['_w'].sum())
+                    acc.add(g.index, g.to_numpy())
+                continue
+            col = frame[f.column]
+            if f.kind in ('dense', 'bucket'):
+                v = _dense_values(f, col) if f.kind == 'dense' else _as_float(np.asarray(col))
+                fin = np.isfinite(v)
+                uniq, inverse = np.unique(v[fin], return_inverse=True)
+                counts = np.bincount(inverse, weights=None if w is None else w[fin],
+                                     minlength=len(uniq))
+                acc.add(uniq, counts.astype(np.int64))
+                continue
+            codes, uniq = _factorize(col)
+            ok = codes >= 0
+            counts = np.bincount(codes[ok], weights=None if w is None else w[ok],
+                                 minlength=len(uniq))
+            acc.add(uniq, counts.astype(np.int64))
+        self.rows += len(frame) if w is None else int(w.sum())
+
+    def finish(self) -> 'Vocab':
+        if self.rows == 0:
+            raise DataError('cannot fit vocabularies: the training split has no rows')
+        entries = {}
+        for f in self.spec.features:
+            table = self.counts[f.name].result()
+            entries[f.name] = (_fit_cross(f, table) if f.kind == 'cross'
+                               else _fit_from_counts(f, table))
+        return Vocab(self.spec, entries)
+
+
+def _quantiles(values: np.ndarray, counts: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """np.quantile(np.repeat(values, counts), qs) (method 'linear'), without the repeat:
+    the same virtual indexes and the same interpolation as numpy's, so the same floats."""
+    n = int(counts.sum())
+    ends = np.cumsum(counts)  # rank r holds values[searchsorted(ends, r, side='right')]
+    virtual = qs * (n - 1)
+    below = np.floor(virtual)
+    t = virtual - below
+    at = lambda r: values[np.searchsorted(ends, np.clip(r, 0, n - 1).astype(np.int64),
+                                          side='right')]
+    a, b = at(below), at(below + 1)
+    diff = b - a
+    out = a + diff * t
+    return np.where(t >= 0.5, b - diff * (1 - t), out)
+
+
+def _fit_from_counts(f: FeatureSpec, table: pd.Series) -> dict[str, Any]:
+    values = np.asarray(table.index)
+    counts = table.to_numpy(np.int64)
+    if f.kind in ('dense', 'bucket'):
+        order = np.argsort(values.astype(np.float64), kind='stable')
+        values, counts = values[order].astype(np.float64), counts[order]
     if f.kind == 'dense':
-        v = _dense_values(f, col)
-        fin = v[np.isfinite(v)]
-        mean = float(fin.mean()) if fin.size else 0.0
-        std = float(fin.std()) if fin.size else 1.0
-        return dict(mean=mean, std=std if std > 1e-12 else 1.0)
+        if not counts.sum():
+            return dict(mean=0.0, std=1.0)
+        n = int(counts.sum())
+        mean = math.fsum((values * counts).tolist()) / n
+        var = math.fsum((np.square(values - mean) * counts).tolist()) / n
+        std = math.sqrt(var)
+        return dict(mean=float(mean), std=std if std > 1e-12 else 1.0)
     if f.kind == 'bucket':
-        v = _as_float(np.asarray(col))
-        fin = v[np.isfinite(v)]
-        if fin.size == 0:
+        if not counts.sum():
             return dict(boundaries=[])
-        qs = np.quantile(fin, np.linspace(0, 1, f.num_buckets + 1)[1:-1])
+        qs = _quantiles(values, counts,
+                        np.linspace(0, 1, f.num_buckets + 1)[1:-1])
         return dict(boundaries=[float(x) for x in np.unique(qs)])
-    codes, uniq = _factorize(col)
-    counts = np.bincount(codes[codes >= 0], minlength=len(uniq)).astype(np.int64)
+    uniq = values if values.dtype != object else np.asarray(values, dtype=object)
     if f.kind == 'multi':
         toks = _split_tokens(uniq, f.sep)
         flat = np.array([t for ts in toks for t in ts], dtype=str)
@@ -386,10 +503,14 @@ def _dictionary(keys: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
     return k[new], pos
 
 
-def _fit_cross(f: FeatureSpec, frame: pd.DataFrame) -> dict[str, Any]:
+def _fit_cross(f: FeatureSpec, table: pd.Series) -> dict[str, Any]:
+    """From the counts of the value combinations (rows with a missing part left out)."""
+    index = table.index
+    combos = counts = None
     key_types, dicts, ranks = [], [], []
-    for c in f.columns:
-        codes, uniq = _factorize(frame[c])
+    for i in range(len(f.columns)):
+        col = index.get_level_values(i) if isinstance(index, pd.MultiIndex) else index
+        codes, uniq = _factorize(col)
         key_type, keys, valid = _fit_keys(uniq)
         key_types.append(key_type)
         if not f.hash_buckets:
@@ -398,10 +519,12 @@ def _fit_cross(f: FeatureSpec, frame: pd.DataFrame) -> dict[str, Any]:
             ranks.append(np.append(pos, -1)[codes])
     if f.hash_buckets:  # nothing to fit but how each part is keyed
         return dict(key_types=key_types, hash_buckets=f.hash_buckets)
+    counts = table.to_numpy(np.int64)
     strides = _strides(f, [len(d) for d in dicts])
     key, ok = _combine(ranks, strides)
     seen, pos = _dictionary(key, ok)
-    kept = _keep(seen, np.bincount(pos[ok], minlength=len(seen)), f.min_count, f.max_vocab)
+    combos = np.bincount(pos[ok], weights=counts[ok], minlength=len(seen)).astype(np.int64)
+    kept = _keep(seen, combos, f.min_count, f.max_vocab)
     # Keep only the part values some kept combination uses, and re-key over those.
     parts = [(kept // np.int64(s)) % max(len(d), 1) for s, d in zip(strides, dicts)]
     used = [_dictionary(p, np.ones(len(p), bool))[0] for p in parts]
