@@ -458,8 +458,10 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
              domain_names, extra: Sequence[Metric] = ()) -> dict[str, Any]:
     """Per-task metrics overall and per domain, plus the mean over tasks.
 
-    preds, labels, mask: [N, T] (mask None = all rows count); domains: [N]
-    index into domain_names; groups: [N] user ids.  A row counts for a task
+    preds, labels, mask: [N, T] (mask None = all rows count; labels float
+    with NaN, or int with -1, where missing); domains: [N] index into
+    domain_names; groups: [N] user ids.  Memory beyond the inputs: one task's
+    rows at a time, about 50 bytes a row while its keys are sorted.  A row counts for a task
     when its mask is set and its label is finite.  Per-domain numbers equal
     task_metrics on the domain's slice.  A NaN/inf prediction on a counted
     row raises a ValueError naming the task (predictions of rows that do not
@@ -469,7 +471,7 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
     preds = np.asarray(preds)
     if not np.issubdtype(preds.dtype, np.floating):
         preds = preds.astype(np.float64)
-    labels = np.asarray(labels, dtype=np.float64)
+    labels = np.asarray(labels)  # float (NaN = missing) or int (-1 = missing): per task below
     n_tasks, n_dom = len(task_names), len(domain_names)
     if preds.ndim == 1 and n_tasks == 1:
         preds, labels = preds[:, None], labels[:, None]
@@ -488,6 +490,8 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
     per_domain: dict[str, dict] = {str(dn): {} for dn in domain_names}
     for t, task in enumerate(task_names):
         y = labels[:, t]
+        y = (np.where(y < 0, np.nan, y) if np.issubdtype(y.dtype, np.integer)
+             else y).astype(np.float64)
         valid = _valid_rows(y, mask[:, t])
         y, s, gi, d = y[valid], preds[:, t][valid], gi_all[valid], domains[valid]
         _check_finite(s, task)

@@ -272,21 +272,28 @@ def jit_steps(steps: Steps, config, sample_batch: dict, rng) -> tuple[Steps, Tra
 def predict_arrays(steps: Steps, params, dataset, batch_size: int, progress: bool = False):
   """Per-example predictions over a whole dataset, in order (padding dropped).
 
-  Returns dict with preds [N, T] and the matching labels, label_mask, domain,
-  group, so metrics are exact over the whole evaluation set.
+  Returns dict with preds [N, T] float32 and the matching labels (int8, -1 =
+  missing), label_mask, domain and group, so metrics are exact over the whole
+  evaluation set. Only the predictions are new memory: the rest are the
+  dataset's own columns (memory-mapped from the cache), as eval batches walk
+  the rows in order.
   """
-  out = {k: [] for k in ('preds', 'labels', 'label_mask', 'domain', 'group')}
-  t0 = time.time()
+  n, t0 = dataset.num_rows, time.time()
+  preds = None
   n_batches = dataset.num_batches(batch_size, drop_remainder=False)
   for i, batch in enumerate(dataset.eval_batches(batch_size)):
-    probs = steps.eval_step(params, to_device(batch, steps.mesh))
-    keep = np.asarray(batch['weight']) > 0
-    out['preds'].append(np.asarray(probs)[keep])
-    for k in ('labels', 'label_mask', 'domain', 'group'):
-      out[k].append(np.asarray(batch[k])[keep])
+    probs = np.asarray(steps.eval_step(params, to_device(batch, steps.mesh)))
+    if preds is None:
+      preds = np.empty((n,) + probs.shape[1:], np.float32)
+    start = i * batch_size
+    preds[start:start + batch_size] = probs[:min(batch_size, n - start)]
     if progress and (i + 1) % 50 == 0:
       print(f'  predicted {i + 1}/{n_batches} batches ({time.time() - t0:.0f}s)', flush=True)
-  return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items()}
+  labels = dataset.columns['labels']
+  if preds is None:
+    preds = np.zeros((0, labels.shape[1]), np.float32)
+  return {'preds': preds, 'labels': labels, 'label_mask': labels >= 0,
+          'domain': dataset.columns['domain'], 'group': dataset.columns['group']}
 
 
 def evaluate_dataset(steps, params, dataset, data_spec, batch_size: int,

@@ -478,3 +478,18 @@ def test_metric_by_module_path_and_its_direction_for_selection(monkeypatch, tmp_
     assert m.name == 'brier' and not m.higher_is_better
     assert selection.mode_of('mean_brier') == 'min' and selection.mode_of('brier/is_click') == 'min'
     assert selection.mode_of('mean_pr_auc') == 'max' and selection.mode_of('mean_logloss') == 'min'
+
+
+def test_int8_labels_with_minus_one_missing_equal_float_labels_with_nan():
+    """The trainer hands the cache's int8 labels (-1 = missing) straight to evaluate."""
+    rng = np.random.default_rng(3)
+    n = 500
+    preds = rng.random((n, 2)).astype(np.float32)
+    lab = (rng.random((n, 2)) < 0.3).astype(np.int8)
+    lab[rng.random((n, 2)) < 0.1] = -1
+    flt = np.where(lab < 0, np.nan, lab).astype(np.float32)
+    dom, grp = rng.integers(0, 3, n), rng.integers(0, 40, n)
+    a = M.evaluate(preds, lab, None, dom, grp, ['x', 'y'], [0, 1, 2])
+    b = M.evaluate(preds, flt, None, dom, grp, ['x', 'y'], [0, 1, 2])
+    assert a == b
+    assert a['overall']['x']['impressions'] == int((lab[:, 0] >= 0).sum())

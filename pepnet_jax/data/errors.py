@@ -17,7 +17,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 250_000  # rows per chunk: ~300 MB peak for the full KuaiRand preset, and faster than 1M
 SCAN_BLOCK = 1 << 20
 MAX_RECORD_BYTES = 1 << 26
 
