@@ -40,13 +40,17 @@ def entity_features(data_spec) -> dict[str, list[str]]:
 
 
 def drop_entities(features: Mapping[str, np.ndarray], entities: Mapping[str, Sequence[str]],
-                  kinds: Mapping[str, str], rate: float, seed: int, step: int) -> dict:
+                  kinds: Mapping[str, str], rate: float, seed: int, step: int,
+                  shard: int | None = None) -> dict:
   """``features`` with, for about ``rate`` of the rows per entity, every
   feature of that entity set to its missing value (OOV id; a multi-valued
-  list becomes [OOV, PAD, ...]; a dense value 0, its standardized missing)."""
+  list becomes [OOV, PAD, ...]; a dense value 0, its standardized missing).
+  ``shard``: the data shard these rows are (multi-host), so each host draws
+  its own rows' choice and one process emulating the shards draws the same."""
   if rate <= 0 or not entities:
     return dict(features)
-  rng = np.random.default_rng([int(seed), int(step), 0xC01D])
+  rng = np.random.default_rng([int(seed), int(step), 0xC01D]
+                              + ([] if shard is None else [int(shard)]))
   n = len(next(iter(features.values())))
   out = dict(features)
   for entity in sorted(entities):

@@ -54,6 +54,10 @@ def base_config() -> ml_collections.ConfigDict:
   # group per user and domain). KuaiRand's default is 'user_id'.
   c.data.group_column = ''
   c.data.max_rows = 0                 # a seeded random sample of each split (data.seed); 0 = all
+  # Training rows cut into this many contiguous shards, one per host (0 = one per
+  # process): each host reads only its shard; one process with shards=N trains
+  # with exactly the global batches of an N-host job (pipeline.Dataset.train_batches).
+  c.data.shards = 0
   c.data.features = []                # FeatureSpec dicts; [] = the format's preset
   c.data.crosses = ()                 # e.g. ('tab,video_id',): cross features added to the
                                       # list above (named tab_x_video_id)

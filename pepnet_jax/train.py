@@ -73,9 +73,41 @@ def process_rows(batch: dict) -> dict:
   return jax.tree.map(lambda x: x[i * size:(i + 1) * size], batch)
 
 
-def to_device(batch: dict, mesh) -> dict:
-  """Host batch (global) -> device arrays split over the mesh's data axis."""
-  return shard_lib.put_batch(process_rows(device_batch(batch)), mesh)
+def to_device(batch: dict, mesh, local: bool = False) -> dict:
+  """Host batch -> device arrays split over the mesh's data axis. A global
+  batch is cut to this process's rows; ``local``: it holds them already (a
+  training batch of this host's data shard)."""
+  batch = device_batch(batch)
+  return shard_lib.put_batch(batch if local else process_rows(batch), mesh)
+
+
+def data_shards(config) -> int:
+  """How many data shards the training rows are cut into: config.data.shards,
+  or (0) one per process. A multi-host job needs one per process; one process
+  may emulate N (same global batches as an N-host job)."""
+  n_proc = jax.process_count()
+  shards = int(config.data.get('shards', 0) or 0) or n_proc
+  if n_proc > 1 and shards != n_proc:
+    raise ValueError(f'config.data.shards={shards}: a job of {n_proc} processes reads one '
+                     'data shard per process; set it to 0 (or the process count)')
+  if config.data.batch_size % shards:
+    raise ValueError(f'config.data.batch_size={config.data.batch_size} does not split into '
+                     f'{shards} equal shards (config.data.shards / processes)')
+  return shards
+
+
+def drop_cold_rows(features: dict, entities, kinds, rate: float, seed: int, step: int,
+                   shards: int, local_shard: int | None) -> dict:
+  """cold_start.drop_entities on each data shard's rows of the batch with that shard's
+  draw, so a host and a process emulating the shards choose the same rows."""
+  if shards == 1:
+    return cold_start.drop_entities(features, entities, kinds, rate, seed, step)
+  parts = list(range(shards)) if local_shard is None else [local_shard]
+  n = len(next(iter(features.values()))) // len(parts)
+  pieces = [cold_start.drop_entities({k: v[i * n:(i + 1) * n] for k, v in features.items()},
+                                     entities, kinds, rate, seed, step, shard=k)
+            for i, k in enumerate(parts)]
+  return {k: np.concatenate([p[k] for p in pieces]) for k in features}
 
 
 @dataclasses.dataclass
@@ -363,7 +395,7 @@ def setup_run(config, workdir: str):
 
 
 def total_train_steps(config, train_ds) -> tuple[int, int]:
-  steps_per_epoch = train_ds.num_batches(config.data.batch_size, drop_remainder=True)
+  steps_per_epoch = train_ds.num_train_batches(config.data.batch_size, data_shards(config))
   if steps_per_epoch == 0:
     raise ValueError(f'config.data.batch_size={config.data.batch_size} exceeds the '
                      f'{train_ds.num_rows} training rows')
@@ -375,11 +407,15 @@ def total_train_steps(config, train_ds) -> tuple[int, int]:
 
 
 def train_batches(train_ds, config, steps_per_epoch: int, start_step: int):
-  """Deterministic batches from ``start_step`` on (resumes see the same data)."""
+  """Deterministic batches from ``start_step`` on (resumes see the same data):
+  global batches, or in a multi-host job this host's shard of each."""
   epoch, offset = divmod(start_step, steps_per_epoch)
+  shards = data_shards(config)
+  shard = jax.process_index() if jax.process_count() > 1 else None
   while True:
     yield from train_ds.train_batches(config.data.batch_size, seed=config.data.seed,
-                                      epoch=epoch, start_batch=offset)
+                                      epoch=epoch, start_batch=offset, shards=shards,
+                                      shard=shard)
     epoch, offset = epoch + 1, 0
 
 
@@ -500,6 +536,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer.drop_after(start)  # lines a killed run logged after its last checkpoint
   progress = writers.Progress(total, start, writer)
   batches = train_batches(train_ds, config, steps_per_epoch, start)
+  shards = data_shards(config)
+  local_shard = jax.process_index() if jax.process_count() > 1 else None
   cold = cold_start.entity_features(data_spec)
   kinds = {f.name: f.kind for f in infos}
   oov_rate = float(tc.get('oov_rate', 0.0))
@@ -512,9 +550,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       last = selector.stopped_at if selector and selector.stopped_at else total
       for step in range(start + 1, last + 1):
         batch = next(batches)
-        batch['features'] = cold_start.drop_entities(batch['features'], cold, kinds, oov_rate,
-                                                     config.data.seed, step)
-        state, metrics = steps.train_step(state, to_device(batch, steps.mesh))
+        batch['features'] = drop_cold_rows(batch['features'], cold, kinds, oov_rate,
+                                           config.data.seed, step, shards, local_shard)
+        state, metrics = steps.train_step(state, to_device(batch, steps.mesh,
+                                                           local=local_shard is not None))
         guard.push(step, metrics)
         throughput.add(config.data.batch_size)
         if step % tc.log_every == 0 or step == total:
@@ -539,6 +578,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           progress.report(step, 'valid', scalars, note='(best)' if best else '')
           if best:
             best_ckpt.save(step, state, meta={'valid': _summary(res)}, force=True)
+            # Finished before anything else saves: in a multi-host job orbax names its
+            # barriers by step, so the periodic save of this same step would collide.
+            best_ckpt.wait()
           if selector and selector.should_stop:
             selector.stopped_at = step
             print(f'Early stopping at step {step}: no improvement of validation '

@@ -1,4 +1,8 @@
-"""Two processes on one machine (CPU, gloo) train like one process with two devices."""
+"""Two processes on one machine (CPU, gloo) train like one process with two devices.
+
+Each process reads only its own data shard (its contiguous half of the training rows); the
+one-process run emulates the two shards (config.data.shards=2), so both feed the same global
+batches, step by step, and end with the same parameters."""
 
 import os
 import socket
@@ -47,8 +51,8 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   data = tmp_path / 'data'
   single = tmp_path / 'single'
   out = subprocess.run([sys.executable, run_py, *ARGS, f'--workdir={single}',
-                        f'--config.data.dir={data}'], env=env_for(2), capture_output=True,
-                       text=True, timeout=900)
+                        f'--config.data.dir={data}', '--config.data.shards=2'],
+                       env=env_for(2), capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   multi = tmp_path / 'multi'
   port = free_port()

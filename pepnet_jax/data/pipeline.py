@@ -201,19 +201,51 @@ class Dataset:
         """The row order of one epoch: a pure function of (seed, epoch)."""
         return np.random.default_rng([int(seed), int(epoch)]).permutation(self.num_rows)
 
+    def shard_bounds(self, shards: int) -> list[int]:
+        """Row ranges of ``shards`` contiguous shards: shard k is rows [b[k], b[k + 1])."""
+        return [k * self.num_rows // shards for k in range(shards + 1)]
+
+    def num_train_batches(self, batch_size: int, shards: int = 1) -> int:
+        """Full batches an epoch has; with shards, every shard gives batch_size // shards rows
+        to each, so the smallest shard decides."""
+        if shards == 1:
+            return self.num_rows // batch_size
+        if batch_size % shards:
+            raise ValueError(f'config.data.batch_size={batch_size} does not split into '
+                             f'{shards} equal shards (config.data.shards / processes)')
+        return (self.num_rows // shards) // (batch_size // shards)
+
     def train_batches(self, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
-                      prefetch: int = 0) -> Iterator[dict[str, Any]]:
+                      prefetch: int = 0, shards: int = 1,
+                      shard: int | None = None) -> Iterator[dict[str, Any]]:
         """Shuffled full batches of one epoch (drop_remainder), from batch `start_batch` on.
 
         Same (seed, epoch) -> same batches, so a resumed run continues exactly. Rows inside a
         batch are sorted by index (better locality on the memmap; the set is unchanged).
+
+        ``shards`` > 1 (multi-host): the rows are cut into that many contiguous ranges, and
+        each batch is one sub-batch of batch_size // shards rows per range, each range
+        shuffled on its own (seed, epoch, shard). ``shard=k`` yields range k's sub-batches
+        alone, so a host reads only its own rows of the cache; ``shard=None`` the whole
+        batches, sub-batches in shard order: what all hosts together feed, so one process with
+        ``shards=N`` trains exactly as N hosts do.
         """
         if batch_size <= 0 or start_batch < 0:
             raise ValueError(f'batch_size={batch_size}, start_batch={start_batch}')
-        perm = self.epoch_permutation(seed, epoch)
-        nb = self.num_batches(batch_size, True)
-        gen = (self._gather(np.sort(perm[b * batch_size:(b + 1) * batch_size]))
-               for b in range(start_batch, nb))
+        if shards == 1:
+            perm = self.epoch_permutation(seed, epoch)
+            nb = self.num_batches(batch_size, True)
+            gen = (self._gather(np.sort(perm[b * batch_size:(b + 1) * batch_size]))
+                   for b in range(start_batch, nb))
+        else:
+            nb, sub = self.num_train_batches(batch_size, shards), batch_size // shards
+            bounds = self.shard_bounds(shards)
+            which = range(shards) if shard is None else [shard]
+            perms = [bounds[k] + np.random.default_rng([int(seed), int(epoch), k, shards])
+                     .permutation(bounds[k + 1] - bounds[k]) for k in which]
+            gen = (self._gather(np.concatenate([np.sort(p[b * sub:(b + 1) * sub])
+                                                for p in perms]))
+                   for b in range(start_batch, nb))
         return _prefetch(gen, prefetch) if prefetch else gen
 
     def eval_batches(self, batch_size: int, prefetch: int = 0) -> Iterator[dict[str, Any]]:
