@@ -133,3 +133,25 @@ def test_streaming_in_tiny_chunks_writes_the_same_cache_as_one_chunk(tmp_path, m
     assert whole.keys() == chunks.keys() and any(k.endswith('sparse.npy') for k in whole)
     for name in whole:
         assert whole[name] == chunks[name], name
+
+
+def test_side_tables_fitted_once_per_entity_equal_joining_every_row(tmp_path, monkeypatch):
+    """The streaming build fits the user / video features on the feature tables weighted by
+    how often the training rows name each id, and gathers their ids once encoded; the cache
+    is byte for byte the one of joining the tables into every row (read_splits)."""
+    import dataclasses
+    from conftest import kuairand_config, write_kuairand_dir
+    from pepnet_jax.data import formats, pipeline
+    data = write_kuairand_dir(tmp_path / 'kuairand', n_train=500, n_test=300)
+    cfg = lambda d: kuairand_config(data, cache_dir=str(tmp_path / d),
+                                    crosses=('tab,video_id', 'tab,author_id'),
+                                    group_column='user_id,tab')
+    pipeline.load_datasets(cfg('streamed'), tmp_path / 'w1')
+    fmt = formats.get('kuairand')
+    monkeypatch.setitem(formats._REGISTRY, 'kuairand',
+                        dataclasses.replace(fmt, read_chunks=None, side_tables=None))
+    pipeline.load_datasets(cfg('joined'), tmp_path / 'w2')
+    a, b = _cache_bytes(tmp_path / 'streamed'), _cache_bytes(tmp_path / 'joined')
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name] == b[name], name

@@ -64,6 +64,10 @@ class DataFormat:
       once). Without it the cache is built from read_splits' whole frames.
     read_file_chunks(path, data_dir, spec, data_config) -> iterator of (frame, key columns):
       optional, predict mode on files of any size: read_file's rows in chunks, in order.
+    side_tables(data_config, spec, shared) -> [sidetables.SideTable]: optional, with
+      read_chunks: per-entity tables that read_chunks(..., join=False) leaves unjoined; the
+      streaming build fits and encodes their features once per table row instead of once
+      per log row (sidetables.py).
     """
     name: str
     read_splits: Callable[[Any, 'DataSpec'], 'dict[str, pd.DataFrame]']
@@ -81,6 +85,7 @@ class DataFormat:
                                                                 hash=False)
     read_chunks: Callable[..., Any] | None = None
     read_file_chunks: Callable[..., Any] | None = None
+    side_tables: Callable[..., Any] | None = None
 
     def __post_init__(self):
         where = f'DataFormat(name={self.name!r})'
@@ -90,7 +95,7 @@ class DataFormat:
         for field in ('read_splits', 'input_files', 'read_file', 'features', 'groups'):
             if not callable(getattr(self, field)):
                 raise TypeError(f'{where}.{field} must be callable')
-        for field in ('read_chunks', 'read_file_chunks'):
+        for field in ('read_chunks', 'read_file_chunks', 'side_tables'):
             if getattr(self, field) is not None and not callable(getattr(self, field)):
                 raise TypeError(f'{where}.{field} must be callable or None')
         for field in ('domain_column', 'group_column'):

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data import formats
+from pepnet_jax.data import formats, sidetables
 from pepnet_jax.data.errors import (DataError, note, note_drops, check_binary, check_domains,
                                     count_values, domain_index, missing_file_error,
                                     read_csv_chunks, read_header, require_columns)
@@ -305,45 +305,6 @@ def _read_table(paths: Sequence[Path], key: str, cols: Sequence[str],
     return table
 
 
-class _Index:
-    """A feature table's ids, sorted once, for joining chunk after chunk."""
-
-    def __init__(self, ids: np.ndarray):
-        self.order = np.argsort(ids, kind='stable')
-        self.sorted_ids = ids[self.order]
-
-    def rows(self, want: np.ndarray) -> np.ndarray:
-        """Table row of each wanted id, -1 where the table has none."""
-        n = len(self.sorted_ids)
-        if not n:
-            return np.full(len(want), -1, np.int64)
-        pos = np.searchsorted(self.sorted_ids, want)
-        safe = np.minimum(pos, n - 1)
-        found = (pos < n) & (self.sorted_ids[safe] == want)
-        return np.where(found, self.order[safe], -1)
-
-
-def _join(frame: pd.DataFrame, key: str, table: pd.DataFrame, cols: Sequence[str],
-          index: _Index | None = None) -> None:
-    """Left join by exact id lookup; missing ids get NaN (-> OOV). Keeps frame order."""
-    index = index or _Index(table[key].to_numpy(np.int64))
-    rows = index.rows(frame[key].to_numpy(np.int64))
-    missing = rows < 0
-    safe_rows = np.where(missing, 0, rows)
-    for c in cols:
-        s = table[c]
-        if isinstance(s.dtype, pd.CategoricalDtype):  # take codes, keep the categories
-            codes = s.cat.codes.to_numpy()[safe_rows] if len(s) else np.zeros(len(rows), np.int8)
-            codes[missing] = -1
-            frame[c] = pd.Categorical.from_codes(codes, dtype=s.dtype)
-        elif pd.api.types.is_float_dtype(s.dtype):
-            v = s.to_numpy()[safe_rows] if len(s) else np.zeros(len(rows), s.dtype)
-            v[missing] = np.nan
-            frame[c] = v
-        else:  # anything else (inferred ints, text): pandas' generic take with NA fill
-            frame[c] = pd.Series(s.array.take(rows, allow_fill=True), index=frame.index)
-
-
 def _feature_log_cols(spec: DataSpec, log_cols: Sequence[str]) -> list[str]:
     keys = {USER_KEY, VIDEO_KEY, spec.domain_column}
     return [c for c in dict.fromkeys(f.column for f in spec.features) if c in log_cols and c not in keys]
@@ -396,7 +357,7 @@ def read_splits(data_config: Any, spec: DataSpec) -> dict[str, pd.DataFrame]:
 
 
 def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = None,
-                progress: Any = None, shared: dict | None = None
+                progress: Any = None, shared: dict | None = None, join: bool = True
                 ) -> Iterator[tuple[str, pd.DataFrame]]:
     """(split, chunk) pairs: the rows of every split (or of the splits in ``only``), each
     split's in file order, joined with the user and video files. ``DataFormat.read_chunks``.
@@ -411,7 +372,8 @@ def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = N
 
     Memory: one chunk of rows (errors.CHUNK_ROWS) and the two feature tables (their needed
     columns, text as categories), whatever the length of the logs. ``shared``: a dict kept
-    across the passes of one build, so the feature tables are read once.
+    across the passes of one build, so the feature tables are read once. ``join=False``:
+    the log columns alone; the caller joins the ``side_tables`` itself.
     """
     t0 = time.time()
     layout, plan, splits = _plan(data_config, spec)
@@ -433,13 +395,7 @@ def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = N
         require_columns(lf.path, read_header(lf.path),
                         {c: ('config.data.tasks' if c in label_cols else 'the features/splits')
                          for c in usecols})
-    tables_key = ('feature_tables', tuple(user_cols), tuple(video_cols))
-    if shared is not None and tables_key in shared:
-        tables = shared[tables_key]
-    else:
-        tables = _feature_tables(layout, user_cols, video_cols)
-        if shared is not None:
-            shared[tables_key] = tables
+    tables = _shared_tables(layout, user_cols, video_cols, shared) if join else []
     limit = (_sample_limits(plan, spec, seed, max_rows, wanted) if max_rows else {})
     counts = dict.fromkeys(wanted, 0)
     sources: dict[str, list[str]] = {n: [] for n in wanted}
@@ -486,7 +442,8 @@ def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = N
                 if taken.any():
                     part = chunk[taken].reset_index(drop=True)
                     _normalize_missing(part, feat_log_cols)
-                    _join_tables(part, tables)
+                    for table in tables:
+                        sidetables.join(part, table)
                     counts[n] += len(part)
                     yield n, part
             if not anywhere.all() and only is None:
@@ -551,8 +508,8 @@ def _sample_limits(plan, spec: DataSpec, seed: int, k: int, wanted) -> dict[str,
 
 
 def _feature_tables(layout: Layout, user_cols: Sequence[str], video_cols: Sequence[str]
-                    ) -> list[tuple[str, pd.DataFrame, Sequence[str]]]:
-    """[(key, table, columns, index)] of the feature files the features need, read once."""
+                    ) -> list[sidetables.SideTable]:
+    """The feature files the features need (their needed columns), read once."""
     out = []
     for cols, files, key, what in ((user_cols, layout.user_files, USER_KEY, 'user'),
                                    (video_cols, layout.video_files, VIDEO_KEY, 'video')):
@@ -562,14 +519,30 @@ def _feature_tables(layout: Layout, user_cols: Sequence[str], video_cols: Sequen
             stem = 'user_features' if what == 'user' else 'video_features_basic'
             raise missing_file_error(f'{what} features', [f'{stem}_{layout.version}.csv'],
                                      layout.directory)
-        table = _read_table(files, key, cols, None)
-        out.append((key, table, cols, _Index(table[key].to_numpy(np.int64))))
+        out.append(sidetables.SideTable(key, _read_table(files, key, cols, None), cols))
     return out
 
 
-def _join_tables(frame: pd.DataFrame, tables) -> None:
-    for key, table, cols, index in tables:
-        _join(frame, key, table, cols, index)
+def _shared_tables(layout: Layout, user_cols, video_cols, shared: dict | None):
+    key = ('feature_tables', tuple(user_cols), tuple(video_cols))
+    if shared is not None and key in shared:
+        return shared[key]
+    tables = _feature_tables(layout, user_cols, video_cols)
+    if shared is not None:
+        shared[key] = tables
+    return tables
+
+
+def side_tables(data_config: Any, spec: DataSpec, shared: dict | None = None
+                ) -> list[sidetables.SideTable]:
+    """``DataFormat.side_tables``: the user and video tables that read_chunks(join=False)
+    leaves out, with the columns the spec takes from each."""
+    layout, plan, _ = _plan(data_config, spec)
+    if not plan:
+        return []
+    header = read_header(plan[0][0].path)
+    _, user_cols, video_cols = _plan_columns(layout, spec, header, ('date',), plan[0][0].path)
+    return _shared_tables(layout, user_cols, video_cols, shared)
 
 
 def read_log_file(path: str | Path, data_dir: str | Path, spec: DataSpec,
@@ -612,7 +585,8 @@ def read_log_file_chunks(path: str | Path, data_dir: str | Path, spec: DataSpec,
                       spec.domains, start, 'config.data.domains')
         _normalize_missing(chunk, feat_log_cols)
         raw = {c: chunk[c].to_numpy().copy() for c in RAW_PREDICT_COLUMNS}
-        _join_tables(chunk, tables)
+        for table in tables:
+            sidetables.join(chunk, table)
         rows += len(chunk)
         yield chunk, raw
     if rows == 0:
@@ -686,4 +660,4 @@ FORMAT = formats.register(formats.DataFormat(
     group_column=USER_KEY, tasks=TASKS, domains=DEFAULT_TABS, splits=DEFAULT_SPLITS,
     features=kuairand_features, groups=kuairand_groups,
     entities={'user': USER_FILE_COLUMNS, 'video': VIDEO_FILE_COLUMNS},
-    read_chunks=read_chunks, read_file_chunks=read_predict_chunks))
+    read_chunks=read_chunks, read_file_chunks=read_predict_chunks, side_tables=side_tables))

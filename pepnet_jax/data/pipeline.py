@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data import cache, formats
+from pepnet_jax.data import cache, formats, sidetables
 from pepnet_jax.data.errors import DataError, domain_index, note, plain_value
 from pepnet_jax.data.vocab import Vocab, VocabFitter
 from pepnet_jax.features import (DataSpec, FeatureInfo, resolve_splits, spec_from_config,
@@ -54,13 +54,16 @@ def column_layout(data_spec: DataSpec) -> dict[str, tuple[str, int, int]]:
     return out
 
 
-def encode_frame(frame: pd.DataFrame, data_spec: DataSpec, vocab: Vocab) -> dict[str, np.ndarray]:
+def encode_frame(frame: pd.DataFrame, data_spec: DataSpec, vocab: Vocab,
+                 encoded: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Raw frame -> columns: 'sparse' int32 [N, S] and 'dense' float32 [N, D] (see
     column_layout), 'labels' int8 [N, T] (-1 = missing), 'domain' int32 [N], 'group' int64 [N].
 
     Unseen feature values map to OOV; a task column absent from the frame gives missing labels
-    (predict mode); a domain value outside data_spec.domains is a DataError.
+    (predict mode); a domain value outside data_spec.domains is a DataError. ``encoded``:
+    features already encoded for these rows (side-table features), taken as they are.
     """
+    encoded = encoded or {}
     vocab.check_spec(data_spec)
     n = len(frame)
     layout = column_layout(data_spec)
@@ -69,12 +72,16 @@ def encode_frame(frame: pd.DataFrame, data_spec: DataSpec, vocab: Vocab) -> dict
     sparse = np.empty((n, n_sparse), np.int32)
     dense = np.empty((n, n_dense), np.float32)
     for f in data_spec.features:
-        for c in f.columns:
-            if c not in frame.columns:
-                raise DataError(f'feature {f.name!r}: column {c!r} is missing from the frame')
         kind, j, w = layout[f.name]
-        raw = frame[list(f.columns)] if f.kind == 'cross' else frame[f.column]
-        values = vocab.encode_feature(f.name, raw)
+        if f.name in encoded:
+            values = encoded[f.name]
+        else:
+            for c in f.columns:
+                if c not in frame.columns:
+                    raise DataError(f'feature {f.name!r}: column {c!r} is missing from the '
+                                    'frame')
+            raw = frame[list(f.columns)] if f.kind == 'cross' else frame[f.column]
+            values = vocab.encode_feature(f.name, raw)
         if kind == 'dense':
             dense[:, j] = values
         else:
@@ -373,40 +380,98 @@ class IngestProgress:
              done / 1e6, self.total / 1e6, rate / 1e6, eta)
 
 
+class _SidePlan:
+    """Which features come from which side table, and what must still be joined raw (cross
+    parts and group columns that live in a table)."""
+
+    def __init__(self, spec: DataSpec, tables):
+        self.tables = list(tables)
+        self.features: list[list] = []   # per table: its (non-cross) features
+        self.raw: list[list[str]] = []   # per table: columns joined raw into the chunk
+        taken = set()
+        for t in self.tables:
+            mine = [f for f in spec.features if f.kind != 'cross' and f.column in t.columns
+                    and f.name not in taken]
+            taken |= {f.name for f in mine}
+            raw = {c for f in spec.features if f.kind == 'cross' for c in f.columns}
+            raw |= set(spec.group_columns) | {spec.domain_column}
+            self.features.append(mine)
+            self.raw.append([c for c in t.columns if c in raw])
+        self.side_names = taken
+
+    def join_raw(self, chunk: pd.DataFrame) -> list[np.ndarray]:
+        """Joins the raw columns in place; returns each table's row per chunk row (-1: none)."""
+        rows = []
+        for t, raw in zip(self.tables, self.raw):
+            rows.append(t.rows(chunk))
+            if raw:
+                sidetables.join(chunk, t, raw)
+        return rows
+
+
 def build_cache(reader, read_config: Any, spec: DataSpec, root: Path, key: str,
                 manifest: dict, files: list) -> None:
-    """Fit the vocabulary on the training rows, then encode every split into the cache."""
+    """Fit the vocabulary on the training rows, then encode every split into the cache.
+
+    With a streaming reader that has side tables, pass 1 fits the log columns' features on
+    the training chunks and counts how often they name each table row, then fits the side
+    features on the table rows weighted by those counts (what joined rows would count); pass
+    2 encodes each table once and gathers its ids for every chunk row.
+    """
     t0 = time.time()
     rspec = spec.reader_spec()
+    plan = _SidePlan(spec, [])
     if reader.read_chunks is not None:
         total = sum(os.path.getsize(f) for f in files)
         shared: dict = {}  # the reader's, across both passes (e.g. side tables read once)
-        source = lambda only, progress: reader.read_chunks(read_config, rspec, only=only,
-                                                           progress=progress, shared=shared)
+        if reader.side_tables is not None:
+            plan = _SidePlan(spec, reader.side_tables(read_config, rspec, shared))
+        join = not plan.tables
+        # Parsed in a background thread, two chunks ahead: pandas' parser releases the GIL,
+        # so reading the next chunk overlaps fitting or encoding this one.
+        source = lambda only, progress: _prefetch(reader.read_chunks(
+            read_config, rspec, only=only, progress=progress, shared=shared,
+            **({} if join else {'join': False})), 2)
     else:
         frames = reader.read_splits(read_config, rspec)
         total = 0
         source = lambda only, progress: ((n, f) for n, f in frames.items()
                                          if only is None or n in only)
     fitter = VocabFitter(spec)
+    log_features = [f for f in spec.features if f.name not in plan.side_names]
+    counts = [np.zeros(len(t) + 1, np.int64) for t in plan.tables]  # last: unknown ids
     rows = 0
     progress = IngestProgress('pass 1 (vocabulary, train rows)', total)
     for split, chunk in source(('train',), progress):
-        fitter.update(chunk)
+        for c, r in zip(counts, plan.join_raw(chunk)):
+            c += np.bincount(np.where(r < 0, len(c) - 1, r), minlength=len(c))
+        fitter.update(chunk, features=log_features)
         rows += len(chunk)
     if rows == 0:
         raise DataError("split 'train' is empty: no rows to fit the vocabulary on")
+    for t, feats, c in zip(plan.tables, plan.features, counts):
+        if feats:
+            fitter.update(t.frame, weights=c[:-1], features=feats)
     vocab = fitter.finish()
     t1 = time.time()
     note('pass 1: vocabulary fitted on %s training rows in %.1fs', f'{rows:,}', t1 - t0)
+    # Each side feature encoded once per table row, and once for an unknown id (last row).
+    table_ids = [{f.name: np.concatenate([vocab.encode_feature(f.name, t.frame[f.column]),
+                                          vocab.encode_feature(f.name,
+                                                               t.missing_row(f.column))])
+                  for f in feats} for t, feats in zip(plan.tables, plan.features)]
     progress = IngestProgress('pass 2 (encode, every split)', total)
-    counts: dict[str, int] = {}
+    counts_by_split: dict[str, int] = {}
     with cache.CacheWriter(root, key) as writer:
         for split, chunk in source(None, progress):
-            writer.append(split, encode_frame(chunk, spec, vocab))
-            counts[split] = counts.get(split, 0) + len(chunk)
-        note('pass 2: encoded %s in %.1fs', ', '.join(f'{n}={c:,}' for n, c in counts.items()),
-             time.time() - t1)
+            encoded = {}
+            for t, ids, r in zip(plan.tables, table_ids, plan.join_raw(chunk)):
+                r = np.where(r < 0, len(t), r)
+                encoded.update({name: table[r] for name, table in ids.items()})
+            writer.append(split, encode_frame(chunk, spec, vocab, encoded))
+            counts_by_split[split] = counts_by_split.get(split, 0) + len(chunk)
+        note('pass 2: encoded %s in %.1fs',
+             ', '.join(f'{n}={c:,}' for n, c in counts_by_split.items()), time.time() - t1)
         writer.finish(vocab, dict(manifest, build_seconds=time.time() - t0))
 
 

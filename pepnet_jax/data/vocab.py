@@ -312,14 +312,17 @@ class VocabFitter:
         self.counts = {f.name: _Counts() for f in spec.features}
         self.rows = 0
 
-    def update(self, frame: pd.DataFrame, weights: np.ndarray | None = None) -> None:
-        for f in self.spec.features:
+    def update(self, frame: pd.DataFrame, weights: np.ndarray | None = None,
+               features=None) -> None:
+        """Counts ``frame``'s rows (each ``weights`` times) for ``features`` (default all)."""
+        features = self.spec.features if features is None else features
+        for f in features:
             for c in f.columns:
                 if c not in frame.columns:
                     raise DataError(f'feature {f.name!r}: column {c!r} is not in the training '
                                     f'frame (columns: {list(frame.columns)})')
         w = None if weights is None else np.asarray(weights, np.int64)
-        for f in self.spec.features:
+        for f in features:
             acc = self.counts[f.name]
             if f.kind == 'cross':
                 parts = frame[list(f.columns)]
@@ -344,7 +347,8 @@ class VocabFitter:
             counts = np.bincount(codes[ok], weights=None if w is None else w[ok],
                                  minlength=len(uniq))
             acc.add(uniq, counts.astype(np.int64))
-        self.rows += len(frame) if w is None else int(w.sum())
+        if features is self.spec.features or weights is None:
+            self.rows += len(frame) if w is None else int(w.sum())
 
     def finish(self) -> 'Vocab':
         if self.rows == 0:
