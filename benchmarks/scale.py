@@ -20,6 +20,9 @@ Phases:
   evaluate  the whole test split through the eval step, then the exact AUC / GAUC / logloss
             per task x tab (``metrics.evaluate``), timed apart.
   predict   ``run.py --mode=predict`` over the whole 04-22..05-08 log (valid + test days).
+  metrics   exact AUC / GAUC / logloss per task x tab of ``--metric_rows`` synthetic
+            predictions (7 tasks, 4 tabs, 27,285 users; default 10^8): what evaluating at
+            27K's scale costs beyond the predictions themselves (run it alone: --phases metrics).
 """
 
 from __future__ import annotations
@@ -58,9 +61,37 @@ def _peak_mb() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
+def _rss_split() -> dict:
+  """Resident memory now, split into anonymous (the process's own) and file-backed pages
+  (memory-mapped cache columns: page cache the kernel can drop, not memory the run needs)."""
+  out = {}
+  with open('/proc/self/status') as f:
+    for line in f:
+      if line.startswith(('RssAnon:', 'RssFile:')):
+        key, kb = line.split()[:2]
+        out[key[3:-1].lower() + '_mb'] = int(kb) // 1024
+  return out
+
+
 def phase(name: str, a) -> dict:
   """Runs one phase in this process; returns its figures (peak RSS is this process's)."""
   t0 = time.time()
+  if name == 'metrics':
+    import numpy as np
+    from pepnet_jax import metrics
+    rng = np.random.default_rng(0)
+    n, tasks = a.metric_rows, 7
+    preds = rng.random((n, tasks), dtype=np.float32)
+    labels = (rng.random((n, tasks), dtype=np.float32) < preds * 0.3).astype(np.int8)
+    domains = rng.integers(0, 4, n, dtype=np.int32)
+    groups = rng.integers(0, 27_285, n)
+    inputs_mb = (preds.nbytes + labels.nbytes + domains.nbytes + groups.nbytes) // 2**20
+    before = _peak_mb()
+    t1 = time.time()
+    res = metrics.evaluate(preds, labels, None, domains, groups, [f't{i}' for i in range(tasks)],
+                           ['0', '1', '2', '4'])
+    return dict(rows=n, seconds=time.time() - t1, peak_mb=_peak_mb(), inputs_mb=inputs_mb,
+                peak_before_mb=before, mean_auc=res['mean']['auc'])
   if name == 'generate':
     from pepnet_jax.data import kuairand_synth
     kuairand_synth.generate(a.data, a.rows, users=27_285, videos=a.videos,
@@ -134,6 +165,7 @@ def phase(name: str, a) -> dict:
 def run_phase(name: str, a) -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), '--phase', name, '--rows', str(a.rows),
          '--videos', str(a.videos), '--steps', str(a.steps), '--data', a.data,
+         '--metric_rows', str(a.metric_rows),
          '--workdir', a.workdir]
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'))
   print(f'== {name}', flush=True)
@@ -157,6 +189,8 @@ def main(argv=None):
   p.add_argument('--rows', type=int, default=30_000_000, help='log rows (both standard logs)')
   p.add_argument('--videos', type=int, default=2_000_000, help='video pool (27K: 32M)')
   p.add_argument('--steps', type=int, default=300, help='training steps to time')
+  p.add_argument('--metric_rows', type=int, default=100_000_000,
+                 help='rows of the metrics phase')
   p.add_argument('--data', default=None, help='data folder (default data_cache/scale_<rows>)')
   p.add_argument('--workdir', default=None, help='run folder (default runs/scale_<rows>)')
   p.add_argument('--phases', default='generate,ingest,batches,train,evaluate,predict')
@@ -167,7 +201,9 @@ def main(argv=None):
   a.workdir = os.path.abspath(a.workdir or os.path.join(REPO, 'runs', f'scale_{a.rows}'))
   if a.phase:  # the child: one phase, its figures as the last stdout line
     os.makedirs(a.workdir, exist_ok=True)
-    print(json.dumps(phase(a.phase, a)), flush=True)
+    result = phase(a.phase, a)
+    result.update(_rss_split())
+    print(json.dumps(result), flush=True)
     return
   rows = []
   for name in a.phases.split(','):
@@ -182,16 +218,18 @@ def main(argv=None):
   table = [r for r in table if (r['log_rows'], r['phase']) not in done] + rows
   with open(path, 'w') as f:
     json.dump(table, f, indent=1)
-  lines = ['| log rows | videos | phase | rows | seconds | rows/s | peak RSS (MB) | note |',
-           '|---|---|---|---|---|---|---|---|']
+  lines = ['| log rows | videos | phase | rows | seconds | rows/s | peak RSS (MB) | at the end: '
+           'own / memory-mapped (MB) | note |', '|---|---|---|---|---|---|---|---|---|']
   for r in table:
-    note = (f'{r["ms_per_batch"]:.1f} ms a batch' if 'ms_per_batch' in r else
+    note = (f'inputs {r["inputs_mb"]:,} MB' if 'inputs_mb' in r else
+            f'{r["ms_per_batch"]:.1f} ms a batch' if 'ms_per_batch' in r else
             f'{r["ms_per_step"]:.0f} ms a step' if 'ms_per_step' in r else
             f'eval step {r["predict_seconds"]:.0f} s + metrics {r["metric_seconds"]:.1f} s'
             if 'metric_seconds' in r else '')
     lines.append(f'| {r["log_rows"]:,} | {r["videos"]:,} | {r["phase"]} | {r["rows"]:,} | '
                  f'{r["seconds"]:.1f} | {r["rows"] / max(r["seconds"], 1e-9):,.0f} | '
-                 f'{r["peak_mb"]:,} | {note} |')
+                 f'{r["peak_mb"]:,} | {r.get("anon_mb", "-")} / {r.get("file_mb", "-")} | '
+                 f'{note} |')
   with open(os.path.join(OUT, 'scale.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   print('\n'.join(lines))

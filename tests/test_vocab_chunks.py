@@ -155,3 +155,16 @@ def test_side_tables_fitted_once_per_entity_equal_joining_every_row(tmp_path, mo
     assert a.keys() == b.keys()
     for name in a:
         assert a[name] == b[name], name
+
+
+def test_key_index_direct_and_sorted_agree():
+    from pepnet_jax.data.sidetables import KeyIndex
+    rng = np.random.default_rng(0)
+    for ids in (rng.permutation(500), rng.choice(10**9, 300, replace=False),
+                np.array([5, -3, 7])):
+        want = np.concatenate([ids[::3], [-1, 10**9 + 5, 499, 501]])
+        got = KeyIndex(ids).rows(want)
+        expect = np.array([int(np.flatnonzero(ids == w)[0]) if w in ids else -1 for w in want])
+        np.testing.assert_array_equal(got, expect)
+    assert KeyIndex(np.arange(100)).direct is not None
+    assert KeyIndex(np.array([0, 10**9])).direct is None

@@ -18,14 +18,24 @@ import pandas as pd
 
 
 class KeyIndex:
-    """A table's ids, sorted once, for looking rows up chunk after chunk."""
+    """A table's ids, indexed once, for looking rows up chunk after chunk: a direct array
+    when the ids are small non-negative integers (KuaiRand's are 0..N-1), else the sorted
+    ids and a binary search."""
 
     def __init__(self, ids: np.ndarray):
+        self.direct = None
+        if len(ids) and ids.min() >= 0 and ids.max() < 4 * len(ids) + 1024:
+            self.direct = np.full(int(ids.max()) + 1, -1, np.int64)
+            self.direct[ids] = np.arange(len(ids))
+            return
         self.order = np.argsort(ids, kind='stable')
         self.sorted_ids = ids[self.order]
 
     def rows(self, want: np.ndarray) -> np.ndarray:
         """Table row of each wanted id, -1 where the table has none."""
+        if self.direct is not None:
+            inside = (want >= 0) & (want < len(self.direct))
+            return np.where(inside, self.direct[np.where(inside, want, 0)], -1)
         n = len(self.sorted_ids)
         if not n:
             return np.full(len(want), -1, np.int64)
