@@ -191,3 +191,21 @@ def test_vocab_is_saved_into_workdir_for_predict(kuairand_dir, tmp_path):
     assert loaded.feature_infos() == infos
     loaded.check_spec(spec)
     assert (tmp_path / 'w' / 'vocab' / 'vocab.json').is_file()
+
+
+def test_cache_writer_takes_empty_chunks_and_zero_width_columns(tmp_path):
+    """An empty chunk (a split whose rows all fell on another date) and a column of width 0
+    (a feature group with no members) are written as numpy would save them."""
+    spec = _spec(dict(name='vid', column='vid', kind='categorical'))
+    vocab = Vocab.fit(pd.DataFrame({'vid': [1, 2]}), spec)
+    chunks = [dict(a=np.zeros((0, 3), np.int32), b=np.zeros((0, 0), np.float32)),
+              dict(a=np.arange(6, dtype=np.int32).reshape(2, 3), b=np.zeros((2, 0), np.float32)),
+              dict(a=np.zeros((0, 3), np.int32), b=np.zeros((0, 0), np.float32))]
+    with cache.CacheWriter(tmp_path, 'k') as w:
+        for c in chunks:
+            w.append('train', c)
+        w.append('test', chunks[0])
+        w.finish(vocab, {})
+    splits, _, _ = cache.load(tmp_path, 'k')
+    np.testing.assert_array_equal(splits['train']['a'], np.arange(6).reshape(2, 3))
+    assert splits['train']['b'].shape == (2, 0) and splits['test']['a'].shape == (0, 3)

@@ -130,7 +130,8 @@ class CacheWriter:
             elif known != (arr.dtype, arr.shape[1:]):
                 raise ValueError(f'cache split {split!r}: column {name!r} changes from '
                                  f'{known} to {(arr.dtype, arr.shape[1:])}')
-            self.files[split, name].write(memoryview(arr).cast('B'))  # no copy
+            if arr.size:  # a view of the bytes, no copy (memoryview refuses empty shapes)
+                self.files[split, name].write(arr.reshape(-1).view(np.uint8).data)
         self.rows[split] += n or 0
 
     def finish(self, vocab: Vocab, manifest: Mapping[str, Any]) -> Path:
