@@ -73,6 +73,22 @@ def _rss_split() -> dict:
   return out
 
 
+class _OwnPeak:
+  """The largest RssAnon seen (sampled every 50 ms in a thread): the process's own memory.
+  ``ru_maxrss`` also counts the memory-mapped cache pages a phase has touched, page cache
+  that the kernel drops under pressure, so on its own it overstates what a phase needs."""
+
+  def __init__(self):
+    import threading
+    self.mb = 0
+    threading.Thread(target=self._run, daemon=True).start()
+
+  def _run(self):
+    while True:
+      self.mb = max(self.mb, _rss_split().get('anon_mb', 0))
+      time.sleep(0.05)
+
+
 def phase(name: str, a) -> dict:
   """Runs one phase in this process; returns its figures (peak RSS is this process's)."""
   t0 = time.time()
@@ -135,7 +151,9 @@ def phase(name: str, a) -> dict:
         state, m = steps.train_step(state, train.to_device(next(batches), steps.mesh))
       float(m['loss'])
       dt = time.time() - t1
+      import shutil
       from pepnet_jax import checkpoint  # for the evaluate and predict phases
+      shutil.rmtree(os.path.join(a.workdir, 'checkpoints'), ignore_errors=True)  # a rerun's
       ckpt = checkpoint.Checkpointer(os.path.join(a.workdir, 'checkpoints'))
       ckpt.save(a.steps + 1, state, force=True)
       ckpt.close()
@@ -183,6 +201,19 @@ def run_phase(name: str, a) -> dict:
   return result
 
 
+def _mb(v) -> str:
+  return '-' if v is None else f'{v:,}'
+
+
+def _per_cpu(r: dict) -> str:
+  """Rows per CPU-second of the whole phase process (imports and set-up included), i.e.
+  throughput per core; '-' for rows measured before it was recorded, or for timed sections
+  that are only a part of the process (batches, train, evaluate: see seconds)."""
+  if 'cpu_seconds' not in r or r['phase'] not in ('generate', 'ingest', 'predict'):
+    return '-'
+  return f'{r["rows"] / r["cpu_seconds"]:,.0f}'
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,8 +232,12 @@ def main(argv=None):
   a.workdir = os.path.abspath(a.workdir or os.path.join(REPO, 'runs', f'scale_{a.rows}'))
   if a.phase:  # the child: one phase, its figures as the last stdout line
     os.makedirs(a.workdir, exist_ok=True)
+    own = _OwnPeak()
     result = phase(a.phase, a)
     result.update(_rss_split())
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    result.update(own_peak_mb=max(own.mb, result.get('anon_mb', 0)),
+                  cpu_seconds=use.ru_utime + use.ru_stime)
     print(json.dumps(result), flush=True)
     return
   rows = []
@@ -218,8 +253,9 @@ def main(argv=None):
   table = [r for r in table if (r['log_rows'], r['phase']) not in done] + rows
   with open(path, 'w') as f:
     json.dump(table, f, indent=1)
-  lines = ['| log rows | videos | phase | rows | seconds | rows/s | peak RSS (MB) | at the end: '
-           'own / memory-mapped (MB) | note |', '|---|---|---|---|---|---|---|---|---|']
+  lines = ['| log rows | videos | phase | rows | seconds | rows/s | rows per CPU-second | '
+           'peak own memory (MB) | peak RSS with mapped cache pages (MB) | note |',
+           '|---|---|---|---|---|---|---|---|---|---|']
   for r in table:
     note = (f'inputs {r["inputs_mb"]:,} MB' if 'inputs_mb' in r else
             f'{r["ms_per_batch"]:.1f} ms a batch' if 'ms_per_batch' in r else
@@ -228,8 +264,7 @@ def main(argv=None):
             if 'metric_seconds' in r else '')
     lines.append(f'| {r["log_rows"]:,} | {r["videos"]:,} | {r["phase"]} | {r["rows"]:,} | '
                  f'{r["seconds"]:.1f} | {r["rows"] / max(r["seconds"], 1e-9):,.0f} | '
-                 f'{r["peak_mb"]:,} | {r.get("anon_mb", "-")} / {r.get("file_mb", "-")} | '
-                 f'{note} |')
+                 f'{_per_cpu(r)} | {_mb(r.get("own_peak_mb"))} | {r["peak_mb"]:,} | {note} |')
   with open(os.path.join(OUT, 'scale.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   print('\n'.join(lines))
