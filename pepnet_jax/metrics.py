@@ -65,8 +65,11 @@ def _score_codes(scores: np.ndarray) -> tuple[np.ndarray, int]:
             f32 = cand
     if f32 is not None:
         f32 = f32 + np.float32(0.0)  # -0.0 -> +0.0 so they tie
-        u = f32.view(np.uint32).astype(np.int64)
-        code = np.where(u >= 1 << 31, (1 << 32) - 1 - u, u + (1 << 31))
+        code = f32.view(np.uint32).astype(np.int64)
+        del f32
+        neg = code >= 1 << 31  # in place: 10^8 scores must not cost four int64 copies
+        np.subtract((1 << 32) - 1, code, out=code, where=neg)
+        np.add(code, 1 << 31, out=code, where=~neg)
         return code, 32
     if s.shape[0] == 0:
         return np.zeros(0, dtype=np.int64), 0
@@ -213,27 +216,40 @@ def _group_index(groups) -> tuple[np.ndarray, int]:
 
 
 def _ranking(y, s, gi, n_groups, d=None, n_dom=1):
-    """AUC and GAUC overall and, if ``d`` is given, per domain (4 int64 sorts)."""
-    pos = (y > 0.5).astype(np.int64)
+    """AUC and GAUC overall and, if ``d`` is given, per domain (4 int64 sorts).
+
+    Memory: the packed keys and one sorted key array at a time (each key is built and
+    sorted in place), about 16 bytes a row beyond the inputs, plus _pair_counts' own."""
     bits_g = _bits(max(n_groups - 1, 0))
     bits_d = _bits(max(n_dom - 1, 0)) if d is not None else 0
-    codes, bits_c = _score_codes(s)
-    codes, bits_c = _shrink(codes, bits_c, _KEY_BITS - 1 - bits_g - bits_d)
+    codes, bits_c = _score_codes(s)  # a fresh array: shifted in place below
+    base, bits_c = _shrink(codes, bits_c, _KEY_BITS - 1 - bits_g - bits_d)
+    del codes
     sh = bits_c + 1
-    base = (codes << 1) | pos
+    base <<= 1
+    base |= y > 0.5
 
-    _, p, q, num2 = _pair_counts(np.sort(base), None)
+    def counts(high=None, shift=None):
+        key = base.copy() if high is None else np.left_shift(high, sh, dtype=np.int64)
+        if high is not None:
+            key |= base
+        key.sort()
+        return _pair_counts(key, shift)
+
+    _, p, q, num2 = counts()
     auc_all = float(_auc_from_counts(p, q, num2)[0]) if p.shape[0] else _NAN
-    gauc_all = float(_gauc_by_bucket(*_pair_counts(np.sort((gi << sh) | base), sh), None, 1)[0])
+    gauc_all = float(_gauc_by_bucket(*counts(gi, sh), None, 1)[0])
     out = {"auc": auc_all, "gauc": gauc_all}
     if d is None:
         return out, None
 
+    d = d.astype(np.int64, copy=False)
     dom_auc = np.full(n_dom, np.nan)
-    gcode, p, q, num2 = _pair_counts(np.sort((d << sh) | base), sh)
+    gcode, p, q, num2 = counts(d, sh)
     dom_auc[gcode] = _auc_from_counts(p, q, num2)
-    dg = (d << bits_g) | gi
-    dom_gauc = _gauc_by_bucket(*_pair_counts(np.sort((dg << sh) | base), sh), bits_g, n_dom)
+    dg = d << bits_g
+    dg |= gi
+    dom_gauc = _gauc_by_bucket(*counts(dg, sh), bits_g, n_dom)
     return out, {"auc": dom_auc, "gauc": dom_gauc}
 
 
@@ -478,9 +494,10 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
     if preds.ndim != 2 or preds.shape != labels.shape or preds.shape[1] != n_tasks:
         raise ValueError(f"preds {preds.shape} / labels {labels.shape} must be [N, {n_tasks}]")
     n = preds.shape[0]
-    mask = (np.ones((n, n_tasks), dtype=bool) if mask is None
-            else np.asarray(mask).reshape(n, n_tasks).astype(bool))
-    domains = np.asarray(domains).reshape(-1).astype(np.int64)
+    mask = None if mask is None else np.asarray(mask).reshape(n, n_tasks).astype(bool)
+    domains = np.asarray(domains).reshape(-1)
+    if not np.issubdtype(domains.dtype, np.integer):
+        domains = domains.astype(np.int64)
     gi_all, n_groups = _group_index(groups)
     _check_len(preds, domains, gi_all)
     if n and (domains.min() < 0 or domains.max() >= n_dom):
@@ -492,19 +509,23 @@ def evaluate(preds, labels, mask, domains, groups, task_names,
         y = labels[:, t]
         y = (np.where(y < 0, np.nan, y) if np.issubdtype(y.dtype, np.integer)
              else y).astype(np.float64)
-        valid = _valid_rows(y, mask[:, t])
-        y, s, gi, d = y[valid], preds[:, t][valid], gi_all[valid], domains[valid]
+        valid = _valid_rows(y, None if mask is None else mask[:, t])
+        if valid.all():  # the usual case: views, no copies of 10^8 rows
+            s, gi, d = preds[:, t], gi_all, domains
+        else:
+            y, s, gi, d = y[valid], preds[:, t][valid], gi_all[valid], domains[valid]
+        del valid
         _check_finite(s, task)
         rk, dom_rk = _ranking(y, s, gi, n_groups, d, n_dom)
         loss = _row_loss(y, s, 1e-7)
-        s64 = s.astype(np.float64)
         pos = y > 0.5
         overall[task] = _pack(rk["auc"], rk["gauc"], loss.sum(), np.count_nonzero(pos),
-                              y.shape[0], s64.sum())
+                              y.shape[0], s.sum(dtype=np.float64))
         imp = np.bincount(d, minlength=n_dom)
         npos = np.bincount(d[pos], minlength=n_dom)
         loss_d = np.bincount(d, weights=loss, minlength=n_dom)
-        pred_d = np.bincount(d, weights=s64, minlength=n_dom)
+        del loss
+        pred_d = np.bincount(d, weights=s, minlength=n_dom)
         for k, dn in enumerate(domain_names):
             per_domain[str(dn)][task] = _pack(dom_rk["auc"][k], dom_rk["gauc"][k], loss_d[k],
                                               npos[k], imp[k], pred_d[k])
