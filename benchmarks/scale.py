@@ -100,8 +100,8 @@ def phase(name: str, a) -> dict:
     preds = rng.random((n, tasks), dtype=np.float32)
     labels = np.empty((n, tasks), np.int8)
     for i in range(0, n, 10**7):  # in slices: the inputs, not their temporaries, set the peak
-      labels[i:i + 10**7] = rng.random(preds[i:i + 10**7].shape, dtype=np.float32) < (
-          preds[i:i + 10**7] * 0.3)
+      part = slice(i, i + 10**7)
+      labels[part] = rng.random(preds[part].shape, dtype=np.float32) < preds[part] * 0.3
     domains = rng.integers(0, 4, n, dtype=np.int32)
     groups = rng.integers(0, 27_285, n, dtype=np.int32)
     inputs_mb = (preds.nbytes + labels.nbytes + domains.nbytes + groups.nbytes) // 2**20

@@ -230,8 +230,10 @@ def _ranking(y, s, gi, n_groups, d=None, n_dom=1):
     base |= y > 0.5
 
     def counts(high=None, shift=None):
-        key = base.copy() if high is None else np.left_shift(high, sh, dtype=np.int64)
-        if high is not None:
+        if high is None:
+            key = base.copy()
+        else:
+            key = np.left_shift(high, sh, dtype=np.int64)
             key |= base
         key.sort()
         return _pair_counts(key, shift)

@@ -144,7 +144,7 @@ def test_oracle_comparison_reads_the_truth_files(runs):
 
 
 def test_predict_in_small_chunks_writes_the_same_file(runs, monkeypatch):
-  """Predict streams its input: seven chunks give the file one chunk gives."""
+  """Predict streams its input: six chunks give the file one chunk gives."""
   import ml_collections
   from pepnet_jax import predict
   from pepnet_jax.data import errors
@@ -153,7 +153,7 @@ def test_predict_in_small_chunks_writes_the_same_file(runs, monkeypatch):
   whole, small = runs['root'] / 'pred_whole.csv', runs['root'] / 'pred_small.csv'
   predict.predict_file(config, str(runs['full']), str(log), str(whole))
   n = len(pd.read_csv(log, usecols=['tab']))
-  monkeypatch.setattr(errors, 'CHUNK_ROWS', n // 6 + 7)  # 6 full chunks and a short one
+  monkeypatch.setattr(errors, 'CHUNK_ROWS', n // 6 + 7)  # 5 full chunks and a short one
   out = predict.predict_file(config, str(runs['full']), str(log), str(small))
   assert out['rows'] == n
   assert whole.read_bytes() == small.read_bytes()
