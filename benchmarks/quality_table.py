@@ -1,28 +1,41 @@
 """The quality table of experiments/quality.py: each model's test AUC per task
 beside the ceiling, and the share of the ceiling's AUC lift over 0.5 it reaches.
 
-  python benchmarks/quality_table.py SWEEP_DIR
+  python benchmarks/quality_table.py DIR [DIR ...] [--out DIR]
 
-Reads every finished point of the sweep (report.json, the generator's truth
-files through pepnet_jax.oracle), prints a markdown table and saves it with
-the figures as SWEEP_DIR/quality.md and quality.json.
+Each DIR is a run's workdir or a sweep directory (then every finished point in it).
+Reads each run's report.json and the generator's truth files (through
+pepnet_jax.oracle), prints a markdown table and saves it with the figures as
+quality.md and quality.json in --out (default: the first DIR). A run's wall time is
+the sweep's record of it, or else the time from its config.json (written when it
+starts) to its report.json (its last act).
 """
 
+import argparse
 import json
 import os
-import sys
 
 from pepnet_jax import oracle
 
 
-def main(sweep_dir: str):
-  status = json.load(open(os.path.join(sweep_dir, 'sweep.json')))
-  elapsed = {p['name']: p.get('elapsed_s') for p in status.get('points', [])}
-  models, ceiling, positives, meta = {}, {}, {}, {}
-  for name in sorted(os.listdir(sweep_dir)):
-    wd = os.path.join(sweep_dir, name)
-    if not os.path.exists(os.path.join(wd, 'report.json')):
+def _runs(dirs):
+  """(name, workdir, wall seconds or None) of every finished run under ``dirs``."""
+  for d in dirs:
+    if os.path.exists(os.path.join(d, 'report.json')):
+      wall = (os.path.getmtime(os.path.join(d, 'report.json'))
+              - os.path.getmtime(os.path.join(d, 'config.json')))
+      yield os.path.basename(os.path.normpath(d)), d, wall
       continue
+    status = json.load(open(os.path.join(d, 'sweep.json')))
+    elapsed = {p['name']: p.get('elapsed_s') for p in status.get('points', [])}
+    for name in sorted(os.listdir(d)):
+      if os.path.exists(os.path.join(d, name, 'report.json')):
+        yield name, os.path.join(d, name), elapsed.get(name)
+
+
+def main(dirs, out_dir=None):
+  models, ceiling, positives, meta = {}, {}, {}, {}
+  for name, wd, wall in _runs(dirs):
     out = oracle.compare(wd)
     rep = json.load(open(os.path.join(wd, 'report.json')))
     rows = [r for r in out['table'] if r['domain'] == 'all']
@@ -31,9 +44,9 @@ def main(sweep_dir: str):
     positives.update({t: v.get('positives') for t, v in rep['overall'].items()})
     sel = rep.get('selected') or {}
     meta[name] = dict(step=rep.get('step'), stopped_at=sel.get('stopped_at'),
-                      wall_s=elapsed.get(name), generator_version=out['generator_version'])
+                      wall_s=wall, generator_version=out['generator_version'])
   if not models:
-    raise SystemExit(f'no finished point in {sweep_dir}')
+    raise SystemExit(f'no finished run in {", ".join(dirs)}')
   tasks = list(ceiling)
   names = list(models)
   lines = ['| task | test positives | ' + ' | '.join(f'{n} AUC' for n in names)
@@ -61,11 +74,18 @@ def main(sweep_dir: str):
                  + f', generator v{m["generator_version"]}')
   text = '\n'.join(lines)
   print(text)
-  with open(os.path.join(sweep_dir, 'quality.md'), 'w') as f:
+  out_dir = out_dir or dirs[0]
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, 'quality.md'), 'w') as f:
     f.write(text + '\n')
-  with open(os.path.join(sweep_dir, 'quality.json'), 'w') as f:
+  with open(os.path.join(out_dir, 'quality.json'), 'w') as f:
     json.dump(dict(models=models, ceiling=ceiling, positives=positives, meta=meta), f, indent=1)
 
 
 if __name__ == '__main__':
-  main(sys.argv[1])
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('dirs', nargs='+', help='run workdirs and/or sweep directories')
+  ap.add_argument('--out', default=None, help='where quality.md / quality.json go')
+  a = ap.parse_args()
+  main(a.dirs, a.out)

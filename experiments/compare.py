@@ -1,57 +1,130 @@
-r"""PEPNet vs its ablations vs the multi-task / multi-domain baselines, 3 seeds.
+r"""PEPNet vs its ablations vs LR and the multi-task / multi-domain baselines: each model
+tuned on the validation days with the same budget, then 3 seeds.
 
-Run (from the repository root):
+Run (from the repository root; `python benchmarks/run_compare.py` runs both steps,
+resumably across checkouts):
+  # 1. per model, a random search of TRIALS trials over its learning rates and
+  #    regularisers, scored on the validation days' mean AUC (seed 0):
+  for m in lr shared_bottom single_task mmoe ple star pepnet pepnet_no_epnet \
+           pepnet_no_ppnet pepnet_no_gates pepnet_gate_grad; do
+    python -m pepnet_jax.sweep --config experiments/compare.py:model=$m \
+        --workdir sweeps/compare_search/$m --search
+  done
+  # 2. every model (and the tab-blind ones again with the tab as an input)
+  #    with its best trial's settings, seeds 0, 1, 2; test-day metrics:
   python -m pepnet_jax.sweep --config experiments/compare.py --workdir sweeps/compare
-  python -m pepnet_jax.aggregate sweeps/compare      # (the sweep also does this)
 
-Data: a generated KuaiRand-format dataset of 600,000 log rows (about 270k
-training rows; tabs 0, 1, 2, 4; 7 tasks; the 14 fields of
-configs.LEAN_FEATURES), shared by every point. One epoch,
-batch 1024, AdaGrad 0.05 on tables and Adam 1e-3 on the rest (the scaled
-learning rate; preset `paper_lr` uses the paper's Adam 5e-6). Every model
-sees the same features and is trained by the same loop. The tab feeds only
-the EPNet gate by default (`shared=False`); the `+tab` points also put it into
-every model's input (`model.domain_in_input`), so models without EPNet see
-the domain too.
+Step 2 reads each model's best trial from sweeps/compare_search/<model>/search.json;
+a model whose search has not run keeps the recipe's settings (a warning says so).
+The `+tab` points use their model's tuned settings.
 
-Measures: test-split AUC / GAUC / logloss per task x tab, mean and std over
-seeds 0, 1, 2 (19 configurations, 57 runs, about an hour two at a time on 2
-CPU cores), in sweeps/compare/results.{csv,md} and bar charts; the README
-shows the table.
-Presets (comma-separated): paper_lr, rows=N, epochs=N.
+Data: generated KuaiRand-format logs (generator v3, with the per-user, per-task
+structure PPNet targets and the per-tab structure EPNet targets; docs/generator.md),
+ROWS log rows at the generator's default sizes (5,000 users, 2,000 videos, 600
+authors: about 181,000 training rows, 36 a user, as KuaiRand-Pure has 37), tabs
+0, 1, 2, 4, seven tasks, the 14 fields of configs.LEAN_FEATURES. Every model sees the same features and is trained
+by the same loop: the 'converge' recipe (validation each epoch, early stopping,
+the report from the best step) capped at EPOCHS epochs. The tab feeds only the
+EPNet gate (and STAR's domain weights) by default (`shared=False`); the `+tab`
+points put it into every model's input (`model.domain_in_input`), so models
+without EPNet see the domain too. LR always sees it (one-hot, plus tab x video
+and tab x author crosses).
+
+Measures: test-split AUC / GAUC / logloss per task x tab, mean and std over seeds,
+the parameter count, in sweeps/compare/results.{csv,md} and bar charts.
+Presets (comma-separated): model=NAME (one model, for its search), rows=N, epochs=N.
 """
+
+import json
+import os
+import sys
 
 from pepnet_jax import configs
 
-MODELS = [
-    dict(_name='pepnet'),
-    dict(_name='pepnet_no_epnet', **{'model.use_epnet': False}),
-    dict(_name='pepnet_no_ppnet', **{'model.use_ppnet': False}),
-    dict(_name='dnn_no_gates', **{'model.use_epnet': False, 'model.use_ppnet': False}),
-    dict(_name='pepnet_gate_grad', **{'model.gate_stop_gradient': False}),
-    dict(_name='pepnet_domain_towers', **{'model.domain_towers': True}),
-    dict(_name='shared_bottom', **{'model.name': 'shared_bottom'}),
-    dict(_name='single_task', **{'model.name': 'single_task'}),
-    dict(_name='mmoe', **{'model.name': 'mmoe'}),
-    dict(_name='ple', **{'model.name': 'ple'}),
-    dict(_name='star', **{'model.name': 'star'}),
-    # The same models given the tab as an ordinary input field too. Without
-    # EPNet, nothing else tells a model which domain a row is from.
-    dict(_name='pepnet+tab', **{'model.domain_in_input': True}),
-    dict(_name='pepnet_no_epnet+tab', **{'model.use_epnet': False, 'model.domain_in_input': True}),
-    dict(_name='dnn_no_gates+tab', **{'model.use_epnet': False, 'model.use_ppnet': False,
-                                      'model.domain_in_input': True}),
-    dict(_name='shared_bottom+tab', **{'model.name': 'shared_bottom', 'model.domain_in_input': True}),
-    dict(_name='single_task+tab', **{'model.name': 'single_task', 'model.domain_in_input': True}),
-    dict(_name='mmoe+tab', **{'model.name': 'mmoe', 'model.domain_in_input': True}),
-    dict(_name='ple+tab', **{'model.name': 'ple', 'model.domain_in_input': True}),
-    dict(_name='star+tab', **{'model.name': 'star', 'model.domain_in_input': True}),
-]
+ROWS, EPOCHS, TRIALS = 400_000, 8.0, 3
+SEARCH_DIR = 'sweeps/compare_search'
+
+# Each tuned model: the config fields that make it.
+MODELS = {
+    # LR learns slowly and an epoch costs it little: a higher cap, so that early stopping,
+    # not the cap, ends it.
+    'lr': {'model.name': 'lr', 'data.crosses': ('tab,video_id', 'tab,author_id'),
+           'train.num_epochs': 100.0},
+    'shared_bottom': {'model.name': 'shared_bottom'},  # the zoo's 'dnn': one shared DNN
+    'single_task': {'model.name': 'single_task'},      # one DNN per task
+    'mmoe': {'model.name': 'mmoe'},
+    'ple': {'model.name': 'ple'},
+    'star': {'model.name': 'star'},
+    'pepnet': {},
+    'pepnet_no_epnet': {'model.use_epnet': False},
+    'pepnet_no_ppnet': {'model.use_ppnet': False},
+    'pepnet_no_gates': {'model.use_epnet': False, 'model.use_ppnet': False},
+    'pepnet_gate_grad': {'model.gate_stop_gradient': False},
+}
+# Models that see no tab unless it is an input too: run again with it (`+tab`).
+TAB_BLIND = ('shared_bottom', 'single_task', 'mmoe', 'ple', 'pepnet_no_epnet', 'pepnet_no_gates')
+
+
+def _set(c, field: str, value):
+  *path, last = field.split('.')
+  node = c
+  for p in path:
+    node = node[p]
+  node[last] = value
 
 
 def get_config(preset: str = ''):
-  return configs.apply_preset(configs.synthetic_experiment(), preset, __file__)
+  rows, epochs, model = ROWS, EPOCHS, None
+  for p in filter(None, preset.split(',')):
+    key, _, value = p.partition('=')
+    if key == 'rows' and value:
+      rows = int(value)
+    elif key == 'epochs' and value:
+      epochs = float(value)
+    elif key == 'model' and value in MODELS:
+      model = value
+    else:
+      raise ValueError(f'unknown preset {p!r} for experiments/compare.py: use rows=N, '
+                       f'epochs=N, model=NAME (NAME in {", ".join(MODELS)})')
+  c = configs.base_config()
+  configs.use_generated_data(c, rows)
+  c.data.features = configs.lean_kuairand_features()
+  configs.apply_recipe(c, 'converge', max_epochs=epochs)
+  c.train.log_every = 100
+  c.train.checkpoint_every = 500
+  for field, value in MODELS.get(model, {}).items():
+    _set(c, field, value)
+  return c
+
+
+def get_search(preset: str = ''):
+  """The same budget for every model: TRIALS random trials over its learning rates and
+  regularisers (dropout for the networks), scored on the validation days' mean AUC."""
+  space = configs.search_space(linear='model=lr' in preset.split(','))
+  return dict(space=space, trials=TRIALS, metric='mean_auc', sampler_seed=0)
+
+
+def tuned(model: str) -> dict:
+  """The best trial's settings of ``model``'s search ({} before the search has run)."""
+  path = os.path.join(SEARCH_DIR, model, 'search.json')
+  try:
+    with open(path) as f:
+      best = json.load(f).get('best')
+  except FileNotFoundError:
+    best = None
+  if not best:
+    print(f'warning: experiments/compare.py: {path} has no finished trial; {model} runs with '
+          "the 'converge' recipe's settings (run its search first, see the docstring)",
+          file=sys.stderr)
+    return {}
+  return dict(best['params'])
 
 
 def get_sweep(preset: str = ''):
-  return dict(points=MODELS, seeds=[0, 1, 2])
+  points = []
+  for name, fields in MODELS.items():
+    settings = {**fields, **tuned(name)}
+    points.append(dict(_name=name, **settings))
+    if name in TAB_BLIND:
+      points.append(dict(_name=f'{name}+tab', **settings, **{'model.domain_in_input': True}))
+  return dict(points=points, seeds=[0, 1, 2])

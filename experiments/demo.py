@@ -13,10 +13,11 @@ same command again resumes from the last checkpoint (here: already finished,
 so it only re-evaluates).
 
 Recipe: 'converge' (pepnet_jax/configs.py RECIPES), capped at 4 epochs so the
-demo stays short: AdaGrad 0.05 on the tables and Adam 1e-3 (after a warm-up)
-on the rest, since the paper's Adam 5e-6 suits one pass over billions of rows
-and barely moves the towers on a few hundred thousand; a validation each
-epoch, early stopping, and the report from the best step.
+demo stays short: AdaGrad 0.4 with L2 on the rows a batch touches on the
+tables and Adam 4e-4 (after a warm-up) with dropout on the rest, since the
+paper's Adam 5e-6 suits one pass over billions of rows and barely moves the
+towers on a few hundred thousand; a validation each epoch, early stopping,
+and the report from the best step.
 
 Presets:
   experiments/demo.py          ~600k generated rows, up to 4 epochs

@@ -12,6 +12,12 @@ of the generator's true probabilities given what a model can see.
 Run (from the repository root):
   python -m pepnet_jax.sweep --config experiments/quality.py --workdir sweeps/quality
   python benchmarks/quality_table.py sweeps/quality
+or, as the README's table was made, each model on its own (the PEPNet point
+is experiments/kuairand.py's config, but for log and checkpoint intervals):
+  python run.py --config experiments/quality.py:lr --workdir runs/quality/lr
+  python run.py --config experiments/kuairand.py --workdir runs/quality/pepnet \
+      --config.data.dir=data_cache/synth_2200000_u27285_v7583_a6510_s0_g3
+  python benchmarks/quality_table.py runs/quality/pepnet runs/quality/lr
 
 The default makes 2,200,000 log rows (about 1,000,000 training rows, as
 KuaiRand-Pure); ``:rows=N`` makes a smaller set (e.g. rows=600000 for a
@@ -21,9 +27,9 @@ makes the config the logistic regression's (for a search of its own).
 Tuning each model on the validation days with the same budget (random
 search; TPE with --sampler tpe):
   python -m pepnet_jax.sweep --config experiments/quality.py:rows=600000 \
-      --workdir sweeps/quality_search_pepnet --search --trials 4
+      --workdir sweeps/quality_search_pepnet --search
   python -m pepnet_jax.sweep --config experiments/quality.py:rows=600000,lr \
-      --workdir sweeps/quality_search_lr --search --trials 4
+      --workdir sweeps/quality_search_lr --search
 """
 
 from pepnet_jax import configs
@@ -49,14 +55,22 @@ def get_config(preset: str = ''):
   if lr:
     c.model.name = 'lr'
     c.data.crosses = LR['data.crosses']
+    c.optim.embedding.lr = LR['optim.embedding.lr']
     c.train.embed_l2 = LR['train.embed_l2']
     c.optim.dense.lr = LR['optim.dense.lr']
+    c.train.num_epochs = 5 * epochs
   return c
 
 
 # The floor: logistic regression on the same features plus two crosses.
+# Its rates are the best of its own 3-trial search on generator v3 (experiments/compare.py
+# model=lr: AdaGrad 0.746, embed_l2 3.0e-5, Adam 1.64e-3, 400k rows), rounded.
 LR = {'model.name': 'lr', 'data.crosses': ('tab,video_id', 'tab,author_id'),
-      'train.embed_l2': 1e-6, 'optim.dense.lr': 1e-2}
+      'optim.embedding.lr': 0.75, 'train.embed_l2': 3e-5, 'optim.dense.lr': 1.6e-3,
+      # LR learns slowly (it ran into a 20-epoch cap still improving; at 400k rows it stops
+      # after about 80) and an epoch costs it little: a cap of 100, so that early stopping
+      # ends it.
+      'train.num_epochs': 100.0}
 
 
 def get_sweep(preset: str = ''):
@@ -69,12 +83,8 @@ def get_sweep(preset: str = ''):
 
 
 def get_search(preset: str = ''):
-  """The same budget for each model: 4 random trials over its learning rates
-  and regularisers, scored on the validation days' mean AUC."""
-  space = {'optim.embedding.lr': ('log', 0.02, 0.5), 'train.embed_l2': ('log', 1e-8, 1e-4)}
-  if 'lr' in preset.split(','):
-    space['optim.dense.lr'] = ('log', 1e-3, 1e-1)
-  else:
-    space['optim.dense.lr'] = ('log', 3e-4, 3e-3)
-    space['model.dropout'] = ('float', 0.0, 0.3)
-  return dict(space=space, trials=4, metric='mean_auc', sampler_seed=0)
+  """The same budget for each model: 3 random trials over its learning rates
+  and regularisers (configs.search_space, as experiments/compare.py), scored on
+  the validation days' mean AUC."""
+  return dict(space=configs.search_space(linear='lr' in preset.split(',')), trials=3,
+              metric='mean_auc', sampler_seed=0)

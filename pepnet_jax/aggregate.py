@@ -237,18 +237,23 @@ def write_csv(rows: Sequence[Row], path: str):
       w.writerow(cells)
 
 
-def _cell(stat, best: bool = False) -> str:
+def _cell(stat, best: bool = False, count: bool = False) -> str:
   mean, std, _ = stat
   if not math.isfinite(mean):
     return '-'
+  if count:  # a count (the parameters): the same for every seed, no spread to show
+    return f'{mean:,.0f}'
   s = f'{mean:.4f}' + (f' ± {std:.4f}' if math.isfinite(std) else '')
   return f'**{s}**' if best else s
 
 
-def _md_table(rows: Sequence[Row], cols: Sequence[tuple[str, str]], lower_better=()) -> list[str]:
-  """Markdown rows; ``cols`` = [(metric key, header)]."""
+def _md_table(rows: Sequence[Row], cols: Sequence[tuple[str, str]], lower_better=(),
+              counts=()) -> list[str]:
+  """Markdown rows; ``cols`` = [(metric key, header)]; ``counts`` are shown whole, never bold."""
   best = {}
   for key, _ in cols:
+    if key in counts:
+      continue
     means = [r.stats.get(key, (math.nan,))[0] for r in rows]
     finite = [m for m in means if math.isfinite(m)]
     if len(rows) > 1 and finite:
@@ -259,7 +264,7 @@ def _md_table(rows: Sequence[Row], cols: Sequence[tuple[str, str]], lower_better
     cells = []
     for key, _ in cols:
       st = r.stats.get(key, (math.nan, math.nan, 0))
-      cells.append(_cell(st, key in best and st[0] == best[key]))
+      cells.append(_cell(st, key in best and st[0] == best[key], key in counts))
     out.append(f'| {r.config_name} | {len(r.runs)} | ' + ' | '.join(cells) + ' |')
   return out
 
@@ -287,7 +292,9 @@ def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
            'the best mean per column is bold.', '',
            '## Mean over tasks', '',
            *_md_table(rows, [('mean_auc', 'AUC'), ('mean_gauc', 'GAUC'),
-                             ('mean_logloss', 'logloss')], lower_better={'mean_logloss'})]
+                             ('mean_logloss', 'logloss')]
+                      + ([('num_params', 'parameters')] if 'num_params' in _columns(rows) else []),
+                      lower_better={'mean_logloss'}, counts={'num_params'})]
   for m, label in (('auc', 'AUC'), ('gauc', 'GAUC')):
     lines += ['', f'## {label} per task (all domains)', '',
               *_md_table(rows, [(f'{m}/{t}', t) for t in tasks])]

@@ -634,6 +634,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   eval_secs = time.time() - t0
   results['split'] = split
   results['step'] = int(report_step)
+  results['num_params'] = int(n_params)
   if selected:
     results['selected'] = selected
     results['best_valid'] = best_meta.get('valid')

@@ -181,3 +181,15 @@ def test_search_trials_get_their_validation_values(tmp_path):
   section = md[md.index('## Search: validation mean_auc (maximize)'):]
   assert section.index('**trial=001**') < section.index('trial=000') < section.index('trial=002')
   assert '| trial=002 | - | failed | 0.01 |' in section
+
+
+def test_parameter_count_is_a_whole_column_never_bold(tmp_path):
+  points = fabricate(tmp_path, True)
+  for p in points:  # gamma 1 models are smaller
+    path = tmp_path / p.name / 'report.json'
+    r = json.loads(path.read_text())
+    r['num_params'] = 1000 if p.overrides['model.gamma'] == 1.0 else 123456
+    path.write_text(json.dumps(r))
+  md = open(agg.aggregate(str(tmp_path), plots=False)['md']).read()
+  assert '| configuration | seeds | AUC | GAUC | logloss | parameters |' in md
+  assert '| 1,000 |' in md and '| 123,456 |' in md and '**123,456**' not in md

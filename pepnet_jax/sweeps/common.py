@@ -169,4 +169,6 @@ def report_metrics(report: Mapping) -> dict[str, float]:
       out[f'{m}/{t}'] = num((overall.get(t) or {}).get(m))
       for d, per_task in domains.items():
         out[f'{m}/{t}/domain_{d}'] = num(((per_task or {}).get(t) or {}).get(m))
+  if 'num_params' in report:  # the model's size (report.json since it recorded it)
+    out['num_params'] = num(report['num_params'])
   return out

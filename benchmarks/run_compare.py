@@ -1,0 +1,119 @@
+"""Runs experiments/compare.py's tuned comparison end to end, resumable across machines.
+
+  python benchmarks/run_compare.py [--parallel 2] [--only-search]
+
+1. Each model's random search (experiments/compare.py get_search), `--parallel` models at a
+   time, into sweeps/compare_search/<model>.
+2. The 3-seed sweep of every model with its best trial's settings, into sweeps/compare,
+   which writes results.{csv,md} and the charts; copied to docs/results/compare_v3/.
+
+Every finished run's small files (config.json, report.json, metrics.jsonl) and each
+search.json are copied to docs/results/compare_v3/runs/ as soon as its sweep returns, and put
+back into sweeps/ (never over a file already there) before anything runs. A run is finished
+when its report.json exists, so a fresh checkout that has those files skips every finished
+run and trial and goes on with the rest: the whole comparison (about 84 runs) need not fit
+one sitting. The sweeps' own stale-point check still refuses a kept run whose config no
+longer matches its point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENT = 'experiments/compare.py'
+KEEP = 'docs/results/compare_v3/runs'
+RESULTS = 'docs/results/compare_v3'
+SMALL_FILES = ('config.json', 'report.json', 'metrics.jsonl')
+
+
+def _experiment():
+  spec = importlib.util.spec_from_file_location('compare_experiment',
+                                                os.path.join(ROOT, EXPERIMENT))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def restore() -> int:
+  """Kept files back into sweeps/ (existing files win). Returns how many were copied."""
+  n = 0
+  for src in glob.glob(os.path.join(KEEP, '**', '*'), recursive=True):
+    if os.path.isfile(src):
+      dst = os.path.join('sweeps', os.path.relpath(src, KEEP))
+      if not os.path.exists(dst):
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(src, dst)
+        n += 1
+  return n
+
+
+def keep(sweep_dir: str) -> int:
+  """The finished runs' small files (and search.json) of a sweep directory into KEEP."""
+  n = 0
+  rel = os.path.relpath(sweep_dir, 'sweeps')
+  paths = glob.glob(os.path.join(sweep_dir, 'search.json'))
+  for report in glob.glob(os.path.join(sweep_dir, '*', 'report.json')):
+    paths += [os.path.join(os.path.dirname(report), f) for f in SMALL_FILES]
+  for src in paths:
+    if os.path.isfile(src):
+      dst = os.path.join(KEEP, rel, os.path.relpath(src, sweep_dir))
+      os.makedirs(os.path.dirname(dst), exist_ok=True)
+      shutil.copy2(src, dst)
+      n += 1
+  return n
+
+
+def sweep(args: list[str], log: str) -> int:
+  cmd = [sys.executable, '-m', 'pepnet_jax.sweep', *args]
+  print('$ ' + ' '.join(cmd) + f'  (log: {log})', flush=True)
+  with open(log, 'a') as f:
+    return subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+
+
+def search(model: str) -> int:
+  workdir = os.path.join('sweeps', 'compare_search', model)
+  os.makedirs(workdir, exist_ok=True)
+  rc = sweep(['--config', f'{EXPERIMENT}:model={model}', '--workdir', workdir, '--search',
+              '--parallel', '1'], os.path.join('sweeps', 'compare_search', f'{model}.log'))
+  print(f'search {model}: exit {rc}; kept {keep(workdir)} files', flush=True)
+  return rc
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--parallel', type=int, default=2, help='runs at once (default 2)')
+  p.add_argument('--only-search', action='store_true', help='stop after the searches')
+  a = p.parse_args(argv)
+  os.chdir(ROOT)
+  os.makedirs('sweeps/compare_search', exist_ok=True)
+  print(f'restored {restore()} kept files from {KEEP}', flush=True)
+  models = list(_experiment().MODELS)
+  with concurrent.futures.ThreadPoolExecutor(max(1, a.parallel)) as pool:
+    codes = dict(zip(models, pool.map(search, models)))
+  failed = [m for m, rc in codes.items() if rc]
+  if failed:
+    print(f'error: the searches of {", ".join(failed)} failed (see their logs); '
+          'rerun to continue', file=sys.stderr)
+    return 1
+  if a.only_search:
+    return 0
+  rc = sweep(['--config', EXPERIMENT, '--workdir', 'sweeps/compare', '--parallel',
+              str(a.parallel)], 'sweeps/compare.log')
+  print(f'comparison: exit {rc}; kept {keep("sweeps/compare")} files', flush=True)
+  for name in ('results.md', 'results.csv', 'mean_auc_gauc.png', 'gauc_per_task.png'):
+    if os.path.exists(os.path.join('sweeps/compare', name)):
+      shutil.copy2(os.path.join('sweeps/compare', name), os.path.join(RESULTS, name))
+  return rc
+
+
+if __name__ == '__main__':
+  sys.exit(main())

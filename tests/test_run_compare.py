@@ -1,0 +1,63 @@
+"""experiments/compare.py takes each model's best search trial, and benchmarks/run_compare.py
+keeps finished runs' small files so that another checkout continues the comparison."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from conftest import REPO
+from pepnet_jax.sweeps import common, expand
+
+
+def _load(rel: str, name: str):
+  spec = importlib.util.spec_from_file_location(name, REPO / rel)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_points_take_the_best_trial_and_tab_variants_share_it(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  exp = _load('experiments/compare.py', 'compare_exp')
+  best = {'optim.embedding.lr': 0.3, 'optim.dense.lr': 7e-4, 'model.dropout': 0.1}
+  d = tmp_path / 'sweeps' / 'compare_search' / 'mmoe'
+  d.mkdir(parents=True)
+  (d / 'search.json').write_text(json.dumps({'best': {'name': 'trial=001', 'params': best}}))
+  points = {p['_name']: p for p in exp.get_sweep('')['points']}
+  for name in ('mmoe', 'mmoe+tab'):
+    assert {k: points[name][k] for k in best} == best
+  assert points['mmoe+tab']['model.domain_in_input'] is True
+  assert 'optim.embedding.lr' not in points['ple']  # no search yet: the recipe's settings
+  assert 'compare_search/ple/search.json has no finished trial' in capsys.readouterr().err
+  # every point parses and validates (no data is read)
+  expand.validate(str(REPO / 'experiments/compare.py'),
+                  expand.expand_points(exp.get_sweep('')))
+
+
+def test_kept_runs_come_back_and_count_as_finished(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  rc = _load('benchmarks/run_compare.py', 'run_compare')
+  done = tmp_path / 'sweeps' / 'compare' / 'pepnet,seed=0'
+  done.mkdir(parents=True)
+  for f in ('config.json', 'report.json', 'metrics.jsonl'):
+    (done / f).write_text('{}')
+  (done / 'checkpoints').mkdir()
+  (done / 'checkpoints' / 'big').write_text('x' * 100)
+  running = tmp_path / 'sweeps' / 'compare' / 'mmoe,seed=0'  # no report: not finished
+  running.mkdir()
+  (running / 'config.json').write_text('{}')
+  assert rc.keep('sweeps/compare') == 3
+  kept = sorted(p.relative_to(tmp_path / rc.KEEP).as_posix()
+                for p in (tmp_path / rc.KEEP).rglob('*') if p.is_file())
+  assert kept == ['compare/pepnet,seed=0/config.json', 'compare/pepnet,seed=0/metrics.jsonl',
+                  'compare/pepnet,seed=0/report.json']
+  # a fresh checkout: the sweeps are gone, the kept files are not
+  import shutil
+  shutil.rmtree(tmp_path / 'sweeps')
+  assert not common.finished('sweeps/compare', 'pepnet,seed=0')
+  assert rc.restore() == 3
+  assert common.finished('sweeps/compare', 'pepnet,seed=0')
+  assert not common.finished('sweeps/compare', 'mmoe,seed=0')
+  (done / 'report.json').write_text('{"newer": 1}')  # a file already there is never replaced
+  assert rc.restore() == 0 and json.loads((done / 'report.json').read_text()) == {'newer': 1}
