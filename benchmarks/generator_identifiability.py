@@ -17,9 +17,15 @@ per-entity parts removed (the same random draws, the part's weight set to 0):
   user_taste_own  the user's own taste vector alone (37 rows a user at Pure's size)
   task_and_taste_own  both of the first two
 
-The share of the ceiling's lift over 0.5 kept without a part bounds what a model can reach if
-it learns nothing of that part. Prints a table and writes
-docs/results/generator_identifiability.{json,md}.
+The share of the ceiling's lift over 0.5 kept without a part is what a model reaches if it
+learns that part not at all and the rest perfectly. Prints a table and writes
+docs/results/generator_identifiability.{json,md} (--out).
+
+  python benchmarks/generator_identifiability.py --data DIR [--dates 20220429,20220508]
+
+scores a generated folder's own rows in those dates (its test days by default) instead, with
+the world rebuilt from the folder's generator_meta.json (checked against its truth files), so
+the figures sit beside a run's test AUC on the same rows.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import glob
 import json
 import os
 
@@ -60,40 +67,31 @@ def _constants(**values):
       setattr(synth, k, v)
 
 
-def _world(seed: int, **values) -> synth._World:
+def _world(seed: int, sizes: dict = SIZES, **values) -> synth._World:
   rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
-  users = synth.make_users(rngs[0], SIZES['users'])
-  videos = synth.make_videos(rngs[1], SIZES['videos'], SIZES['authors'])
+  users = synth.make_users(rngs[0], sizes['users'])
+  videos = synth.make_videos(rngs[1], sizes['videos'], sizes['authors'])
   with _constants(**values):
     return synth._World(rngs[2], users, videos)
 
 
-def measure(rows: int, seed: int) -> dict:
-  world = _world(seed)
-  rng = np.random.default_rng(seed + 1)
-  start, _ = synth.PERIODS['4_22_to_5_08']
-  shares = {t: float(synth.TAB_STATS[t][0]) for t in TABS}
-  sample = synth._sample_rows(rng, world, rows, start + dt.timedelta(days=7), 10, shares, False)
-  calib = synth._calibrate([sample], [], {t: synth.TAB_STATS[t][1] for t in TABS}, {}, rng)
-  synth._draw_labels(rng, sample, calib, world)
-  labels = sample.labels
-  hour = sample.hourmin // 100
+def _truth(world, user, video, tab, hour, calib) -> dict:
   a_click = np.zeros(len(synth.TAB_STATS))
   for t, a in calib['click'].items():
-    a_click[t] = a
-  alpha = {k: calib[k] for k in synth.CHAIN}
+    a_click[int(t)] = a
+  base = world.logits(user, video, tab, hour)
+  return synth._chain_marginals(a_click[tab] + base[:, 0], base,
+                                {k: calib[k] for k in synth.CHAIN})
 
-  def aucs(w):
-    base = w.logits(sample.user, sample.video, sample.tab, hour)
-    p = synth._chain_marginals(a_click[sample.tab] + base[:, 0], base, alpha)
-    return {t: auc(labels[t], p[t]) for t in synth.TASKS}
 
-  ceiling = aucs(world)
-  out = {'rows': rows, 'seed': seed, 'generator_version': synth.GENERATOR_VERSION,
-         'positives': {t: int(labels[t].sum()) for t in synth.TASKS}, 'ceiling': ceiling,
+def _score(seed, sizes, rows, labels, calib, world) -> dict:
+  """Ceiling and per-part AUCs of ``rows`` (user, video, tab, hour) with their labels."""
+  aucs = lambda p: {t: auc(labels[t], p[t]) for t in synth.TASKS}  # noqa: E731
+  ceiling = aucs(_truth(world, *rows, calib))
+  out = {'positives': {t: int(labels[t].sum()) for t in synth.TASKS}, 'ceiling': ceiling,
          'without': {}, 'share_kept': {}}
   for name, values in PARTS.items():
-    a = aucs(_world(seed, **values))
+    a = aucs(_truth(_world(seed, sizes, **values), *rows, calib))
     out['without'][name] = a
     out['share_kept'][name] = {t: (a[t] - 0.5) / (ceiling[t] - 0.5) for t in synth.TASKS}
   out['mean_share_kept'] = {n: float(np.mean(list(s.values())))
@@ -101,11 +99,62 @@ def measure(rows: int, seed: int) -> dict:
   return out
 
 
+def measure(rows: int, seed: int) -> dict:
+  """Fresh test-period rows at KuaiRand-Pure's sizes."""
+  world = _world(seed)
+  rng = np.random.default_rng(seed + 1)
+  start, _ = synth.PERIODS['4_22_to_5_08']
+  shares = {t: float(synth.TAB_STATS[t][0]) for t in TABS}
+  sample = synth._sample_rows(rng, world, rows, start + dt.timedelta(days=7), 10, shares, False)
+  calib = synth._calibrate([sample], [], {t: synth.TAB_STATS[t][1] for t in TABS}, {}, rng)
+  synth._draw_labels(rng, sample, calib, world)
+  out = _score(seed, SIZES, (sample.user, sample.video, sample.tab, sample.hourmin // 100),
+               sample.labels, calib, world)
+  return {'rows': rows, 'seed': seed, 'generator_version': synth.GENERATOR_VERSION,
+          'source': 'fresh test-period rows', **out}
+
+
+def measure_folder(data_dir: str, dates: tuple[int, int]) -> dict:
+  """The rows of a generated folder's standard logs in ``dates`` (inclusive), e.g. a run's
+  test days, scored with the world rebuilt from the folder's arguments."""
+  import pandas as pd
+  meta = json.load(open(os.path.join(data_dir, 'generator_meta.json')))
+  args = meta['args']
+  if args.get('generator_version') != synth.GENERATOR_VERSION:
+    raise ValueError(f'{data_dir} was written by generator version {args.get("generator_version")}'
+                     f', this is version {synth.GENERATOR_VERSION}: its world cannot be rebuilt')
+  sizes = {k: args[k] for k in ('users', 'videos', 'authors')}
+  cols = ['user_id', 'video_id', 'date', 'hourmin', 'tab', *synth.TASKS]
+  frames = []
+  for log in sorted(glob.glob(os.path.join(data_dir, 'log_standard_*.csv'))):
+    f = pd.read_csv(log, usecols=cols)
+    truth = pd.read_csv(os.path.join(data_dir, 'truth', os.path.basename(log)))
+    keep = f['date'].between(*dates).to_numpy()
+    frames.append(pd.concat([f[keep].reset_index(drop=True),
+                             truth[keep].reset_index(drop=True)], axis=1))
+  df = pd.concat(frames, ignore_index=True)
+  if not len(df):
+    raise ValueError(f'{data_dir}: no standard-log rows in dates {dates[0]}..{dates[1]}')
+  world = _world(args['seed'], sizes)
+  rows = (df['user_id'].to_numpy(), df['video_id'].to_numpy(), df['tab'].to_numpy(),
+          df['hourmin'].to_numpy() // 100)
+  calib = meta['intercepts']
+  rebuilt = _truth(world, *rows, calib)
+  worst = max(float(np.abs(rebuilt[t] - df[f'p_{t}'].to_numpy()).max()) for t in synth.TASKS)
+  if worst > 1e-6:  # the truth files are rounded to 8 decimals
+    raise ValueError(f'{data_dir}: the rebuilt world does not reproduce truth/ (max diff '
+                     f'{worst:.2g}); was it written by this code?')
+  out = _score(args['seed'], sizes, rows, {t: df[t].to_numpy() for t in synth.TASKS}, calib,
+               world)
+  return {'rows': int(len(df)), 'seed': args['seed'], 'generator_version': args['generator_version'],
+          'source': f'{data_dir}, dates {dates[0]}..{dates[1]}', **out}
+
+
 def markdown(out: dict) -> str:
   names = list(PARTS)
-  lines = [f"Generator v{out['generator_version']}, KuaiRand-Pure sizes, {out['rows']:,} "
-           f"test-period rows, seed {out['seed']}: ceiling AUC, and the share of its lift "
-           'over 0.5 kept when a group of per-entity parts is removed.', '',
+  lines = [f"Generator v{out['generator_version']}, {out['source']}, {out['rows']:,} rows, "
+           f"seed {out['seed']}: ceiling AUC, and the share of its lift over 0.5 kept when a "
+           'group of per-entity parts is removed.', '',
            '| task | positives | ceiling | ' + ' | '.join(f'without {n}' for n in names) + ' |',
            '|---|---|---|' + '---|' * len(names)]
   for t in synth.TASKS:
@@ -123,9 +172,17 @@ def main(argv=None):
   p.add_argument('--rows', type=int, default=700_000,
                  help='test-period rows to draw (700,000: the test days of the 1M-row set)')
   p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--data', default=None,
+                 help="a generated folder: score its own rows in --dates instead")
+  p.add_argument('--dates', default='20220429,20220508',
+                 help='with --data: first,last date (default: the test days)')
   p.add_argument('--out', default='docs/results/generator_identifiability')
   a = p.parse_args(argv)
-  out = measure(a.rows, a.seed)
+  if a.data:
+    lo, hi = (int(x) for x in a.dates.split(','))
+    out = measure_folder(a.data, (lo, hi))
+  else:
+    out = measure(a.rows, a.seed)
   text = markdown(out)
   print(text)
   os.makedirs(os.path.dirname(a.out) or '.', exist_ok=True)

@@ -5,13 +5,15 @@
 1. Each model's random search (experiments/compare.py get_search), `--parallel` models at a
    time, into sweeps/compare_search/<model>.
 2. The 3-seed sweep of every model with its best trial's settings, into sweeps/compare,
-   which writes results.{csv,md} and the charts; copied to docs/results/compare_v3/.
+   which writes results.{csv,md} and the charts; copied to docs/results/compare_v3/. A
+   model's seed-0 run is its best trial itself (same config: the search ran seed 0), so
+   selection on the validation days and the test report share that run, as usual.
 
 Every finished run's small files (config.json, report.json, metrics.jsonl) and each
 search.json are copied to docs/results/compare_v3/runs/ as soon as its sweep returns, and put
 back into sweeps/ (never over a file already there) before anything runs. A run is finished
 when its report.json exists, so a fresh checkout that has those files skips every finished
-run and trial and goes on with the rest: the whole comparison (about 84 runs) need not fit
+run and trial and goes on with the rest: the whole comparison (33 search trials, then 40 more runs) need not fit
 one sitting. The sweeps' own stale-point check still refuses a kept run whose config no
 longer matches its point.
 """
@@ -22,6 +24,7 @@ import argparse
 import concurrent.futures
 import glob
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -71,6 +74,29 @@ def keep(sweep_dir: str) -> int:
   return n
 
 
+def reuse_best_trials(models) -> list[str]:
+  """Each model's best search trial as its seed-0 run of the comparison: the same config
+  (the trial ran seed 0 with those settings), so it is not trained twice. Copies its small
+  files into sweeps/compare/<model>,seed=0 unless that run exists; returns the models."""
+  reused = []
+  for model in models:
+    search = os.path.join('sweeps', 'compare_search', model, 'search.json')
+    dst = os.path.join('sweeps', 'compare', f'{model},seed=0')
+    if not os.path.exists(search) or os.path.exists(os.path.join(dst, 'report.json')):
+      continue
+    with open(search) as f:
+      best = json.load(f).get('best') or {}
+    src = os.path.join(os.path.dirname(search), str(best.get('name')))
+    if not os.path.exists(os.path.join(src, 'report.json')):
+      continue
+    os.makedirs(dst, exist_ok=True)
+    for name in SMALL_FILES:
+      if os.path.exists(os.path.join(src, name)):
+        shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+    reused.append(model)
+  return reused
+
+
 def sweep(args: list[str], log: str) -> int:
   cmd = [sys.executable, '-m', 'pepnet_jax.sweep', *args]
   print('$ ' + ' '.join(cmd) + f'  (log: {log})', flush=True)
@@ -106,6 +132,8 @@ def main(argv=None) -> int:
     return 1
   if a.only_search:
     return 0
+  print(f'seed 0 of {", ".join(reuse_best_trials(models)) or "no model"} taken from the best '
+        'search trial', flush=True)
   rc = sweep(['--config', EXPERIMENT, '--workdir', 'sweeps/compare', '--parallel',
               str(a.parallel)], 'sweeps/compare.log')
   print(f'comparison: exit {rc}; kept {keep("sweeps/compare")} files', flush=True)

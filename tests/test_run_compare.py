@@ -61,3 +61,19 @@ def test_kept_runs_come_back_and_count_as_finished(tmp_path, monkeypatch):
   assert not common.finished('sweeps/compare', 'mmoe,seed=0')
   (done / 'report.json').write_text('{"newer": 1}')  # a file already there is never replaced
   assert rc.restore() == 0 and json.loads((done / 'report.json').read_text()) == {'newer': 1}
+
+
+def test_the_best_trial_becomes_the_seed_0_run_once(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  rc = _load('benchmarks/run_compare.py', 'run_compare')
+  search = tmp_path / 'sweeps' / 'compare_search' / 'mmoe'
+  for trial, auc in (('trial=000', 0.70), ('trial=001', 0.75)):
+    (search / trial).mkdir(parents=True)
+    (search / trial / 'report.json').write_text(json.dumps({'mean': {'auc': auc}}))
+    (search / trial / 'config.json').write_text('{}')
+  (search / 'search.json').write_text(json.dumps({'best': {'name': 'trial=001'}}))
+  (tmp_path / 'sweeps' / 'compare_search' / 'ple').mkdir()  # no search.json: nothing to reuse
+  assert rc.reuse_best_trials(['mmoe', 'ple']) == ['mmoe']
+  report = tmp_path / 'sweeps' / 'compare' / 'mmoe,seed=0' / 'report.json'
+  assert json.loads(report.read_text()) == {'mean': {'auc': 0.75}}
+  assert rc.reuse_best_trials(['mmoe']) == []  # already there: never copied over
