@@ -6,8 +6,9 @@ Run (from the repository root):
 PEPNet; without EPNet; without PPNet; without both (a plain DNN with the same
 towers); gate inputs with gradient (no stop-gradient); per-domain output
 towers; PPNet gates as one Gate NU per task (`task_gates='separate'`). Same
-data and recipe as experiments/compare.py. Measures test AUC / GAUC per task x
-tab (sweeps/ablations/results.md).
+data and one-epoch setup as the generator-v1 comparison
+(configs.synthetic_experiment; experiments/compare.py now tunes each model).
+Measures test AUC / GAUC per task x tab (sweeps/ablations/results.md).
 Presets (comma-separated): paper_lr, rows=N, epochs=N.
 """
 

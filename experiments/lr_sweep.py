@@ -5,7 +5,7 @@ Run (from the repository root):
 
 The paper's Adam lr 5e-6 suits Kuaishou's billions of examples; on a few
 hundred thousand rows it barely moves the towers. This sweep trains PEPNet on
-the data of experiments/compare.py for Adam lr in {5e-6, 1e-4, 3e-4, 1e-3,
+configs.synthetic_experiment's data (600k rows) for Adam lr in {5e-6, 1e-4, 3e-4, 1e-3,
 3e-3} x AdaGrad lr in {0.01, 0.05, 0.1}, one seed, and reports
 validation AUC / GAUC (results.md; the test days stay unseen); configs.SCALED_DENSE_LR records the pick.
 Presets (comma-separated): rows=N, epochs=N.

@@ -3,7 +3,8 @@ r"""Hyperparameter study: tower depth 2..5 (widths 256, 128, 64, 32, 16), 3 seed
 Run (from the repository root):
   python -m pepnet_jax.sweep --config experiments/study_depth.py --workdir sweeps/study_depth
 
-PEPNet on the data and recipe of experiments/compare.py with `model.tower` varied;
+PEPNet on configs.synthetic_experiment (600k generated rows, one epoch, the
+setup of the generator-v1 comparison) with `model.tower` varied;
 the aggregation draws mean test AUC / GAUC against it (curve_model.tower.png)
 with a band of one standard deviation over seeds, and writes results.md.
 Presets (comma-separated): paper_lr, rows=N, epochs=N.

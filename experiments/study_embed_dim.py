@@ -3,7 +3,8 @@ r"""Hyperparameter study: embedding dimension 8/16/32/64, 3 seeds.
 Run (from the repository root):
   python -m pepnet_jax.sweep --config experiments/study_embed_dim.py --workdir sweeps/study_embed_dim
 
-PEPNet on the data and recipe of experiments/compare.py with `model.embed_dim` varied;
+PEPNet on configs.synthetic_experiment (600k generated rows, one epoch, the
+setup of the generator-v1 comparison) with `model.embed_dim` varied;
 the aggregation draws mean test AUC / GAUC against it (curve_model.embed_dim.png)
 with a band of one standard deviation over seeds, and writes results.md.
 Presets (comma-separated): paper_lr, rows=N, epochs=N.

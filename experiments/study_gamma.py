@@ -3,7 +3,8 @@ r"""Hyperparameter study: gate scale gamma 1/1.5/2/2.5/3, 3 seeds.
 Run (from the repository root):
   python -m pepnet_jax.sweep --config experiments/study_gamma.py --workdir sweeps/study_gamma
 
-PEPNet on the data and recipe of experiments/compare.py with `model.gamma` varied;
+PEPNet on configs.synthetic_experiment (600k generated rows, one epoch, the
+setup of the generator-v1 comparison) with `model.gamma` varied;
 the aggregation draws mean test AUC / GAUC against it (curve_model.gamma.png)
 with a band of one standard deviation over seeds, and writes results.md.
 Presets (comma-separated): paper_lr, rows=N, epochs=N.

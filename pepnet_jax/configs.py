@@ -281,7 +281,8 @@ def lean_kuairand_features() -> list:
 
 
 def synthetic_experiment(rows: int = 600_000, dense_lr: float = SCALED_DENSE_LR):
-  """Base of the comparison / ablation / study experiments on generated data.
+  """Base of the ablation / study experiments on generated data (the setup of the
+  generator-v1 comparison; experiments/compare.py now tunes each model instead).
 
   ``rows`` log rows in all (train gets 14/31 of them: days 04-08..04-21; valid
   04-22..04-28; test 04-29..05-08), the 14 lean features, one epoch, batch
