@@ -75,17 +75,16 @@ def _world(seed: int, sizes: dict = SIZES, **values) -> synth._World:
     return synth._World(rngs[2], users, videos)
 
 
-def _truth(world, user, video, tab, hour, calib) -> dict:
-  a_click = np.zeros(len(synth.TAB_STATS))
-  for t, a in calib['click'].items():
-    a_click[int(t)] = a
-  base = world.logits(user, video, tab, hour)
-  return synth._chain_marginals(a_click[tab] + base[:, 0], base,
-                                {k: calib[k] for k in synth.CHAIN})
+def _truth(world, user, video, tab, hourmin, calib) -> dict:
+  """The truth of every task for the rows, through the generator's own truth_from_latent."""
+  tabs = [int(t) for t in np.unique(tab)]
+  intercepts = {**calib, 'click': {str(int(k)): v for k, v in calib['click'].items()}}
+  return synth.truth_from_latent(world.latent_arrays(tabs), intercepts, user, video, tab,
+                                 hourmin)
 
 
 def _score(seed, sizes, rows, labels, calib, world) -> dict:
-  """Ceiling and per-part AUCs of ``rows`` (user, video, tab, hour) with their labels."""
+  """Ceiling and per-part AUCs of ``rows`` (user, video, tab, hourmin) with their labels."""
   aucs = lambda p: {t: auc(labels[t], p[t]) for t in synth.TASKS}  # noqa: E731
   ceiling = aucs(_truth(world, *rows, calib))
   out = {'positives': {t: int(labels[t].sum()) for t in synth.TASKS}, 'ceiling': ceiling,
@@ -108,7 +107,7 @@ def measure(rows: int, seed: int) -> dict:
   sample = synth._sample_rows(rng, world, rows, start + dt.timedelta(days=7), 10, shares, False)
   calib = synth._calibrate([sample], [], {t: synth.TAB_STATS[t][1] for t in TABS}, {}, rng)
   synth._draw_labels(rng, sample, calib, world)
-  out = _score(seed, SIZES, (sample.user, sample.video, sample.tab, sample.hourmin // 100),
+  out = _score(seed, SIZES, (sample.user, sample.video, sample.tab, sample.hourmin),
                sample.labels, calib, world)
   return {'rows': rows, 'seed': seed, 'generator_version': synth.GENERATOR_VERSION,
           'source': 'fresh test-period rows', **out}
@@ -137,7 +136,7 @@ def measure_folder(data_dir: str, dates: tuple[int, int]) -> dict:
     raise ValueError(f'{data_dir}: no standard-log rows in dates {dates[0]}..{dates[1]}')
   world = _world(args['seed'], sizes)
   rows = (df['user_id'].to_numpy(), df['video_id'].to_numpy(), df['tab'].to_numpy(),
-          df['hourmin'].to_numpy() // 100)
+          df['hourmin'].to_numpy())
   calib = meta['intercepts']
   rebuilt = _truth(world, *rows, calib)
   worst = max(float(np.abs(rebuilt[t] - df[f'p_{t}'].to_numpy()).max()) for t in synth.TASKS)
