@@ -33,12 +33,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import glob
 import json
 import os
 
 import numpy as np
 
+from pepnet_jax import oracle
 from pepnet_jax.data import kuairand_synth as synth
 from pepnet_jax.metrics import auc
 
@@ -116,24 +116,14 @@ def measure(rows: int, seed: int) -> dict:
 def measure_folder(data_dir: str, dates: tuple[int, int]) -> dict:
   """The rows of a generated folder's standard logs in ``dates`` (inclusive), e.g. a run's
   test days, scored with the world rebuilt from the folder's arguments."""
-  import pandas as pd
   meta = json.load(open(os.path.join(data_dir, 'generator_meta.json')))
   args = meta['args']
   if args.get('generator_version') != synth.GENERATOR_VERSION:
     raise ValueError(f'{data_dir} was written by generator version {args.get("generator_version")}'
                      f', this is version {synth.GENERATOR_VERSION}: its world cannot be rebuilt')
   sizes = {k: args[k] for k in ('users', 'videos', 'authors')}
-  cols = ['user_id', 'video_id', 'date', 'hourmin', 'tab', *synth.TASKS]
-  frames = []
-  for log in sorted(glob.glob(os.path.join(data_dir, 'log_standard_*.csv'))):
-    f = pd.read_csv(log, usecols=cols)
-    truth = pd.read_csv(os.path.join(data_dir, 'truth', os.path.basename(log)))
-    keep = f['date'].between(*dates).to_numpy()
-    frames.append(pd.concat([f[keep].reset_index(drop=True),
-                             truth[keep].reset_index(drop=True)], axis=1))
-  df = pd.concat(frames, ignore_index=True)
-  if not len(df):
-    raise ValueError(f'{data_dir}: no standard-log rows in dates {dates[0]}..{dates[1]}')
+  df = oracle.logs_with_truth(data_dir, ['user_id', 'video_id', 'hourmin', *synth.TASKS],
+                              dates)
   world = _world(args['seed'], sizes)
   rows = (df['user_id'].to_numpy(), df['video_id'].to_numpy(), df['tab'].to_numpy(),
           df['hourmin'].to_numpy())

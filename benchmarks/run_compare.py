@@ -1,11 +1,14 @@
 """Runs experiments/compare.py's tuned comparison end to end, resumable across machines.
 
-  python benchmarks/run_compare.py [--parallel 2] [--only-search]
+  python benchmarks/run_compare.py [--parallel 2] [--only-search] [--only REGEX]
 
 1. Each model's random search (experiments/compare.py get_search), `--parallel` models at a
    time, into sweeps/compare_search/<model>.
-2. The 3-seed sweep of every model with its best trial's settings, into sweeps/compare,
-   which writes results.{csv,md} and the charts; copied to docs/results/compare_v3/. A
+2. The 3-seed sweep of every model with its best trial's settings, into sweeps/compare;
+   its results.{csv,md} and charts go to docs/results/compare_v3/, the table with every model
+   minus PEPNet paired by seed and the mean AUC over the tasks with at least 100 test
+   positives (`python -m pepnet_jax.aggregate sweeps/compare --baseline pepnet
+   --min_positives 100` redoes it). A
    model's seed-0 run is its best trial itself (same config: the search ran seed 0), so
    selection on the validation days and the test report share that run, as usual.
 
@@ -30,11 +33,14 @@ import shutil
 import subprocess
 import sys
 
+from pepnet_jax import aggregate
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = 'experiments/compare.py'
 KEEP = 'docs/results/compare_v3/runs'
 RESULTS = 'docs/results/compare_v3'
 SMALL_FILES = ('config.json', 'report.json', 'metrics.jsonl')
+MIN_POSITIVES = 100  # the issue's bar for a task to be judged
 
 
 def _experiment():
@@ -97,6 +103,25 @@ def reuse_best_trials(models) -> list[str]:
   return reused
 
 
+def retire_stale(sweep_dir: str = 'sweeps/compare') -> list[str]:
+  """Final runs made with settings their model's search no longer picks (a resumed search
+  can change its best trial) are stale: the sweep would refuse them. Moves each to
+  <sweep_dir>/.stale/ and drops its kept copy, so that it is run again; returns the names."""
+  from pepnet_jax.sweeps import expand, run
+  config = os.path.join(ROOT, EXPERIMENT)
+  points = expand.expand_points(expand.load_sweep(config))
+  changed = run.changed_points(expand.validate(config, points), sweep_dir)
+  for name, fields in changed.items():
+    print(f'stale: {name} ({", ".join(fields)} changed); running it again', flush=True)
+    aside = os.path.join(sweep_dir, '.stale', name)
+    shutil.rmtree(aside, ignore_errors=True)
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    shutil.move(os.path.join(sweep_dir, name), aside)
+    shutil.rmtree(os.path.join(KEEP, os.path.relpath(sweep_dir, 'sweeps'), name),
+                  ignore_errors=True)
+  return list(changed)
+
+
 def sweep(args: list[str], log: str) -> int:
   cmd = [sys.executable, '-m', 'pepnet_jax.sweep', *args]
   print('$ ' + ' '.join(cmd) + f'  (log: {log})', flush=True)
@@ -118,6 +143,9 @@ def main(argv=None) -> int:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--parallel', type=int, default=2, help='runs at once (default 2)')
   p.add_argument('--only-search', action='store_true', help='stop after the searches')
+  p.add_argument('--only', default=None, metavar='REGEX',
+                 help="final runs whose name matches, e.g. '^pepnet' to finish PEPNet's "
+                      'ablations (all seeds) before the baselines')
   a = p.parse_args(argv)
   os.chdir(ROOT)
   os.makedirs('sweeps/compare_search', exist_ok=True)
@@ -132,14 +160,17 @@ def main(argv=None) -> int:
     return 1
   if a.only_search:
     return 0
+  retire_stale()
   print(f'seed 0 of {", ".join(reuse_best_trials(models)) or "no model"} taken from the best '
         'search trial', flush=True)
   rc = sweep(['--config', EXPERIMENT, '--workdir', 'sweeps/compare', '--parallel',
-              str(a.parallel)], 'sweeps/compare.log')
+              str(a.parallel), *(['--only', a.only] if a.only else [])], 'sweeps/compare.log')
   print(f'comparison: exit {rc}; kept {keep("sweeps/compare")} files', flush=True)
-  for name in ('results.md', 'results.csv', 'mean_auc_gauc.png', 'gauc_per_task.png'):
-    if os.path.exists(os.path.join('sweeps/compare', name)):
-      shutil.copy2(os.path.join('sweeps/compare', name), os.path.join(RESULTS, name))
+  # the table again, with every model minus PEPNet paired by seed, and the mean AUC over the
+  # tasks with enough test positives to judge (is_hate has about 60 at this size)
+  paths = aggregate.aggregate('sweeps/compare', out=RESULTS, baseline='pepnet',
+                              min_positives=MIN_POSITIVES)
+  print('results: ' + ', '.join(paths.values()), flush=True)
   return rc
 
 

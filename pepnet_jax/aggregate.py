@@ -128,9 +128,28 @@ def load_runs(sweep_dir: str) -> list[Run]:
   return runs
 
 
-def run_metrics(report: dict) -> dict[str, float]:
-  """Flat metrics of one report.json: mean_*, auc/<task>, gauc/<task>/domain_<d>, ..."""
-  return common.report_metrics(report)
+JUDGED = 'mean_auc_judged'
+
+
+def run_metrics(report: dict, judged: Sequence[str] = ()) -> dict[str, float]:
+  """Flat metrics of one report.json: mean_*, auc/<task>, gauc/<task>/domain_<d>, ...;
+  with ``judged`` tasks, also their mean AUC under JUDGED."""
+  out = common.report_metrics(report)
+  if judged:
+    out[JUDGED] = float(np.mean([out.get(f'auc/{t}', math.nan) for t in judged]))
+  return out
+
+
+def judged_tasks(runs: Sequence[Run], min_positives: int) -> list[str]:
+  """The tasks with at least ``min_positives`` positives in every run's evaluation split:
+  an AUC on a few dozen positives moves by several hundredths from seed to seed and can
+  decide a mean over tasks on its own."""
+  tasks = None
+  for run in runs:
+    have = [t for t, v in (run.report.get('overall') or {}).items()
+            if isinstance(v, dict) and (v.get('positives') or 0) >= min_positives]
+    tasks = have if tasks is None else [t for t in tasks if t in have]
+  return tasks or []
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float, int]:
@@ -140,7 +159,7 @@ def _stats(values: Sequence[float]) -> tuple[float, float, int]:
   return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
 
 
-def summarize(runs: Sequence[Run]) -> list[Row]:
+def summarize(runs: Sequence[Run], judged: Sequence[str] = ()) -> list[Row]:
   """Groups runs by configuration (seeds together), in first-seen order."""
   groups: dict[str, list[Run]] = {}
   for r in runs:
@@ -148,7 +167,7 @@ def summarize(runs: Sequence[Run]) -> list[Row]:
   fields = list(dict.fromkeys(k for r in runs for k in r.overrides if k != '_name'))
   rows = []
   for name, members in groups.items():
-    per_run = [run_metrics(r.report) for r in members]
+    per_run = [run_metrics(r.report, judged) for r in members]
     cols = list(dict.fromkeys(k for m in per_run for k in m))
     stats = {c: _stats([m.get(c, math.nan) for m in per_run]) for c in cols}
     vals = {}
@@ -157,6 +176,54 @@ def summarize(runs: Sequence[Run]) -> list[Row]:
       vals[f] = v
     rows.append(Row(name, vals, members, stats))
   return rows
+
+
+def paired(rows: Sequence[Row], baseline: str,
+           judged: Sequence[str] = ()) -> list[tuple[Row, dict[str, list[float]]]]:
+  """[(row, {metric: [row minus baseline, one per seed]})] for every row but ``baseline``,
+  over the seeds both have. A seed fixes the data order and the initialisation for both
+  runs, so the spread of these differences, not of each row alone, says whether a difference
+  is more than seed noise."""
+  named = {r.config_name: r for r in rows}
+  if baseline not in named:
+    raise KeyError(f'baseline {baseline!r}: no such configuration; have '
+                   + ', '.join(named))
+  by_seed = {run.seed: run_metrics(run.report, judged) for run in named[baseline].runs}
+  out = []
+  for r in rows:
+    if r.config_name == baseline:
+      continue
+    diffs: dict[str, list[float]] = {}
+    for run in r.runs:
+      base = by_seed.get(run.seed)
+      if base is None:
+        continue
+      for k, v in run_metrics(run.report, judged).items():
+        if k != 'num_params' and k in base:
+          diffs.setdefault(k, []).append(v - base[k])
+    out.append((r, diffs))
+  return out
+
+
+def _paired_section(rows: Sequence[Row], baseline: str, tasks: Sequence[str],
+                    judged: Sequence[str] = ()) -> list[str]:
+  first = ('mean_auc', JUDGED) if judged else ('mean_auc',)
+  keys = (*first, 'mean_gauc', 'mean_logloss', *[f'auc/{t}' for t in tasks])
+  heads = ['ΔAUC'] + (['ΔAUC judged'] if judged else []) + ['ΔGAUC', 'Δlogloss'] \
+      + [f'ΔAUC {t}' for t in tasks]
+  lines = ['', f'## Paired with {baseline}', '',
+           f'Configuration minus {baseline} on the same seed: mean ± sample standard deviation '
+           f'over the seeds both have; "below" counts the seeds whose mean AUC'
+           + (' over the judged tasks' if judged else '') + f" is below {baseline}'s.", '',
+           '| configuration | seeds | below | ' + ' | '.join(heads) + ' |',
+           '|---|---:|---:|' + '---:|' * len(keys)]
+  for r, d in paired(rows, baseline, judged):
+    auc = d.get(first[-1], [])
+    below = sum(1 for x in auc if x < 0)
+    cells = [_cell(_stats(d.get(k, []))) for k in keys]
+    lines.append(f'| {r.config_name} | {len(auc)} | {below}/{len(auc)} | '
+                 + ' | '.join(cells) + ' |')
+  return lines
 
 
 def add_search(rows: Sequence[Row], search: dict) -> str | None:
@@ -281,7 +348,10 @@ def _tasks_domains(rows: Sequence[Row]) -> tuple[list[str], list[str]]:
 
 
 def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
-                   search: dict | None = None):
+                   search: dict | None = None, baseline: str | None = None,
+                   judged: Sequence[str] = (), min_positives: int | None = None):
+  """``judged``: the tasks with at least ``min_positives`` test positives, whose mean AUC
+  gets its own column (see judged_tasks)."""
   tasks, domains = _tasks_domains(rows)
   n_runs = sum(len(r.runs) for r in rows)
   splits = {str(run.report.get('split')) for r in rows for run in r.runs if run.report.get('split')}
@@ -289,9 +359,13 @@ def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
            f'{len(rows)} configurations, {n_runs} runs'
            + (f', {"/".join(sorted(splits))} split' if splits else '')
            + '. Cells are mean ± sample standard deviation (ddof=1) over seeds; '
-           'the best mean per column is bold.', '',
+           'the best mean per column is bold.'
+           + (f' "AUC judged" is the mean AUC over the tasks with at least {min_positives} '
+              f'positives in the split ({", ".join(judged)}).' if judged else ''), '',
            '## Mean over tasks', '',
-           *_md_table(rows, [('mean_auc', 'AUC'), ('mean_gauc', 'GAUC'),
+           *_md_table(rows, [('mean_auc', 'AUC')]
+                      + ([(JUDGED, 'AUC judged')] if judged else [])
+                      + [('mean_gauc', 'GAUC'),
                              ('mean_logloss', 'logloss')]
                       + ([('num_params', 'parameters')] if 'num_params' in _columns(rows) else []),
                       lower_better={'mean_logloss'}, counts={'num_params'})]
@@ -302,6 +376,8 @@ def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
     for m, label in (('gauc', 'GAUC'), ('auc', 'AUC')):
       lines += ['', f'## {label} per task, domain {d}', '',
                 *_md_table(rows, [(f'{m}/{t}/domain_{d}', t) for t in tasks])]
+  if baseline:
+    lines += _paired_section(rows, baseline, tasks, judged)
   if isinstance(search, dict) and isinstance(search.get('trials'), list):
     lines += _search_section(search)
   field_rows = _varying(rows)
@@ -360,6 +436,31 @@ def plot_means(rows: Sequence[Row], path: str):
                   ha='right' if len(rows) > 2 else 'center', fontsize=8)
     ax.set_title(f'{label} (± std over seeds)', fontsize=10)
     ax.grid(axis='y', alpha=0.3)
+  _save(fig, path)
+
+
+def plot_paired(rows: Sequence[Row], baseline: str, path: str, judged: Sequence[str] = ()):
+  """Each configuration minus ``baseline`` (mean AUC, and over the judged tasks if any),
+  paired by seed: a dot per seed and the mean, so a difference inside seed noise shows."""
+  from matplotlib.figure import Figure
+  diffs = paired(rows, baseline, judged)
+  keys = [('mean_auc', 'mean AUC, all tasks')]
+  if judged:
+    keys.append((JUDGED, f'mean AUC, {len(judged)} judged tasks'))
+  fig = Figure(figsize=(4.2 * len(keys) + 1.5, 1.2 + 0.34 * len(diffs)), layout='constrained')
+  axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True))
+  y = np.arange(len(diffs))[::-1]
+  for ax, (key, label) in zip(axes, keys):
+    for yi, (_, d) in zip(y, diffs):
+      v = d.get(key, [])
+      if v:
+        ax.scatter(v, [yi] * len(v), s=12, color='0.55', zorder=2)
+        ax.scatter([np.mean(v)], [yi], s=40, marker='D',
+                   color='C3' if np.mean(v) < 0 else 'C2', zorder=3)
+    ax.axvline(0, color='k', lw=0.8)
+    ax.set_title(f'{label}: configuration − {baseline}', fontsize=9)
+    ax.grid(axis='x', alpha=0.3)
+  axes[0].set_yticks(y, [r.config_name for r, _ in diffs], fontsize=8)
   _save(fig, path)
 
 
@@ -454,11 +555,15 @@ def plot_curve(rows: Sequence[Row], field: str, path: str):
   _save(fig, path)
 
 
-def plot_all(rows: Sequence[Row], out: str) -> dict[str, str]:
+def plot_all(rows: Sequence[Row], out: str, baseline: str | None = None,
+             judged: Sequence[str] = ()) -> dict[str, str]:
   paths = {'bars': os.path.join(out, 'mean_auc_gauc.png'),
            'per_task': os.path.join(out, 'gauc_per_task.png')}
   plot_means(rows, paths['bars'])
   plot_per_task(rows, paths['per_task'])
+  if baseline:
+    paths['paired'] = os.path.join(out, f'paired_{common.safe(baseline)}.png')
+    plot_paired(rows, baseline, paths['paired'], judged)
   field = curve_field(rows)
   if field is not None:
     paths['curve'] = os.path.join(out, f'curve_{common.safe(field)}.png')
@@ -466,12 +571,16 @@ def plot_all(rows: Sequence[Row], out: str) -> dict[str, str]:
   return paths
 
 
-def aggregate(sweep_dir: str, out: str | None = None, plots: bool = True) -> dict[str, str]:
-  """Writes results.csv, results.md and the plots; returns their paths."""
+def aggregate(sweep_dir: str, out: str | None = None, plots: bool = True,
+              baseline: str | None = None, min_positives: int | None = None) -> dict[str, str]:
+  """Writes results.csv, results.md (with differences paired by seed against the
+  configuration named ``baseline``, and the mean AUC over tasks with at least
+  ``min_positives`` positives, if given) and the plots; returns their paths."""
   runs = load_runs(sweep_dir)
   if not runs:
     raise FileNotFoundError(f'no finished runs (*/report.json) under {sweep_dir}')
-  rows = summarize(runs)
+  judged = judged_tasks(runs, min_positives) if min_positives else []
+  rows = summarize(runs, judged)
   search = common.read_json(os.path.join(sweep_dir, common.SEARCH_JSON))
   add_search(rows, search)
   out = out or sweep_dir
@@ -479,9 +588,10 @@ def aggregate(sweep_dir: str, out: str | None = None, plots: bool = True) -> dic
   paths = {'csv': os.path.join(out, 'results.csv'), 'md': os.path.join(out, 'results.md')}
   write_csv(rows, paths['csv'])
   title = f'Sweep results: {os.path.basename(os.path.abspath(sweep_dir))}'
-  write_markdown(rows, paths['md'], title=title, search=search)
+  write_markdown(rows, paths['md'], title=title, search=search, baseline=baseline,
+                 judged=judged, min_positives=min_positives)
   if plots:
-    paths.update(plot_all(rows, out))
+    paths.update(plot_all(rows, out, baseline, judged))
   return paths
 
 
@@ -491,10 +601,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   ap.add_argument('sweep_dir')
   ap.add_argument('--out', default=None, help='output folder (default: SWEEP_DIR)')
   ap.add_argument('--no_plots', action='store_true')
+  ap.add_argument('--baseline', default=None, metavar='CONFIGURATION',
+                  help='add each configuration minus this one, paired by seed '
+                       '(e.g. pepnet for the ablations)')
+  ap.add_argument('--min_positives', type=int, default=None, metavar='N',
+                  help='add the mean AUC over the tasks with at least N positives in the '
+                       'evaluation split (an AUC on fewer moves a lot from seed to seed)')
   args = ap.parse_args(argv)
   try:
-    paths = aggregate(args.sweep_dir, args.out, plots=not args.no_plots)
-  except FileNotFoundError as e:
+    paths = aggregate(args.sweep_dir, args.out, plots=not args.no_plots,
+                      baseline=args.baseline, min_positives=args.min_positives)
+  except (FileNotFoundError, KeyError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print('\n'.join(paths.values()))

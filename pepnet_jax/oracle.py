@@ -39,25 +39,35 @@ import pandas as pd
 from pepnet_jax import metrics
 
 
-def oracle_auc(data_dir: str, split: tuple[str, str], tabs, tasks) -> dict:
-  """{'all': {task: auc}, '<tab>': {...}} of the truth probabilities on a split: the
-  ceiling AUCs (reported under the key 'oracle_auc')."""
-  lo, hi = int(split[0]), int(split[1])
+def logs_with_truth(data_dir: str, columns, dates: tuple[int, int], tabs=None):
+  """The standard-log rows of a generated folder in ``dates`` (inclusive; and ``tabs`` if
+  given), their ``columns`` beside the truth file's p_<task> columns, as one frame."""
+  lo, hi = int(dates[0]), int(dates[1])
   frames = []
   for log in sorted(glob.glob(os.path.join(data_dir, 'log_standard_*.csv'))):
     truth = os.path.join(data_dir, 'truth', os.path.basename(log))
     if not os.path.exists(truth):
       raise FileNotFoundError(f'{truth}: no truth file (only generated data has one)')
-    f = pd.read_csv(log, usecols=['date', 'tab', *tasks])
+    f = pd.read_csv(log, usecols=list(dict.fromkeys(['date', 'tab', *columns])))
     t = pd.read_csv(truth)
     if len(t) != len(f):
       raise ValueError(f'{truth} has {len(t)} rows, {log} has {len(f)}')
-    keep = f['date'].between(lo, hi) & f['tab'].isin(list(tabs))
+    keep = f['date'].between(lo, hi)
+    if tabs is not None:
+      keep &= f['tab'].isin(list(tabs))
     frames.append(pd.concat([f[keep].reset_index(drop=True),
                              t[keep.to_numpy()].reset_index(drop=True)], axis=1))
-  df = pd.concat(frames, ignore_index=True)
+  df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
   if not len(df):
-    raise ValueError(f'no rows in dates {lo}..{hi} and tabs {list(tabs)}')
+    where = f' and tabs {list(tabs)}' if tabs is not None else ''
+    raise ValueError(f'{data_dir}: no standard-log rows in dates {lo}..{hi}{where}')
+  return df
+
+
+def oracle_auc(data_dir: str, split: tuple[str, str], tabs, tasks) -> dict:
+  """{'all': {task: auc}, '<tab>': {...}} of the truth probabilities on a split: the
+  ceiling AUCs (reported under the key 'oracle_auc')."""
+  df = logs_with_truth(data_dir, tasks, split, tabs)
   out = {'all': {}, 'rows': int(len(df))}
   for task in tasks:
     out['all'][task] = metrics.auc(df[task].to_numpy(), df[f'p_{task}'].to_numpy())

@@ -193,3 +193,38 @@ def test_parameter_count_is_a_whole_column_never_bold(tmp_path):
   md = open(agg.aggregate(str(tmp_path), plots=False)['md']).read()
   assert '| configuration | seeds | AUC | GAUC | logloss | parameters |' in md
   assert '| 1,000 |' in md and '| 123,456 |' in md and '**123,456**' not in md
+
+
+def test_paired_differences_and_the_judged_mean(tmp_path):
+  fabricate(tmp_path, with_sweep_json=True)
+  rep = tmp_path / 'model.gamma=1.0,seed=1' / 'report.json'
+  r = json.loads(rep.read_text())
+  r['overall']['long_view']['positives'] = 2  # too few in one run: not judged
+  rep.write_text(json.dumps(r))
+  runs = agg.load_runs(str(tmp_path))
+  assert agg.judged_tasks(runs, 5) == ['is_click']
+  assert agg.judged_tasks(runs, 3) == ['is_click']
+  assert agg.judged_tasks(runs, 2) == ['is_click', 'long_view']
+  rows = agg.summarize(runs, ['is_click'])
+  [(row, d)] = agg.paired(rows, 'model.gamma=2.0', ['is_click'])
+  assert row.config_name == 'model.gamma=1.0'
+  want = [a - b for a, b in zip(MEAN_AUC[1.0], MEAN_AUC[2.0])]  # -0.05, -0.04, -0.03
+  assert d['mean_auc'] == pytest.approx(want)
+  assert d[agg.JUDGED] == pytest.approx(want)  # is_click = mean + 0.01 in both
+  assert rows[0].stats[agg.JUDGED][0] == pytest.approx(np.mean(MEAN_AUC[1.0]) + 0.01)
+  paths = agg.aggregate(str(tmp_path), plots=False, baseline='model.gamma=2.0',
+                        min_positives=5)
+  md = open(paths['md']).read()
+  assert 'at least 5 positives in the split (is_click)' in md
+  line = next(l for l in md.splitlines() if l.startswith('| model.gamma=1.0 | 3 | 3/3 |'))
+  assert '-0.0400 ± 0.0100' in line
+  with pytest.raises(KeyError, match='no such configuration'):
+    agg.aggregate(str(tmp_path), plots=False, baseline='model.gamma=7.0')
+
+
+def test_paired_plot_is_a_png(tmp_path):
+  fabricate(tmp_path, with_sweep_json=True)
+  paths = agg.aggregate(str(tmp_path), plots=True, baseline='model.gamma=2.0', min_positives=1)
+  assert paths['paired'] == str(tmp_path / 'paired_model.gamma=2.0.png')
+  w, h = is_png(tmp_path / 'paired_model.gamma=2.0.png')
+  assert w > 100 and h > 100

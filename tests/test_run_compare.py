@@ -77,3 +77,27 @@ def test_the_best_trial_becomes_the_seed_0_run_once(tmp_path, monkeypatch):
   report = tmp_path / 'sweeps' / 'compare' / 'mmoe,seed=0' / 'report.json'
   assert json.loads(report.read_text()) == {'mean': {'auc': 0.75}}
   assert rc.reuse_best_trials(['mmoe']) == []  # already there: never copied over
+
+
+def test_runs_made_with_an_old_best_trial_are_set_aside(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  rc = _load('benchmarks/run_compare.py', 'run_compare')
+  d = tmp_path / 'sweeps' / 'compare_search' / 'mmoe'
+  d.mkdir(parents=True)
+  (d / 'search.json').write_text(json.dumps(
+      {'best': {'name': 'trial=001', 'params': {'optim.dense.lr': 7e-4}}}))
+  config = str(REPO / 'experiments/compare.py')
+  parsed = expand.validate(config, expand.expand_points(expand.load_sweep(config)))
+  for name, dense_lr in (('mmoe,seed=1', 3e-3), ('ple,seed=1', None)):  # mmoe's: an old trial
+    saved = json.loads(parsed[name].to_json_best_effort())
+    if dense_lr:
+      saved['optim']['dense']['lr'] = dense_lr
+    for root in (tmp_path / 'sweeps' / 'compare', tmp_path / rc.KEEP / 'compare'):
+      (root / name).mkdir(parents=True)
+      (root / name / 'config.json').write_text(json.dumps(saved))
+  assert rc.retire_stale() == ['mmoe,seed=1']
+  assert (tmp_path / 'sweeps' / 'compare' / '.stale' / 'mmoe,seed=1' / 'config.json').exists()
+  assert not (tmp_path / 'sweeps' / 'compare' / 'mmoe,seed=1').exists()
+  assert not (tmp_path / rc.KEEP / 'compare' / 'mmoe,seed=1').exists()
+  assert (tmp_path / rc.KEEP / 'compare' / 'ple,seed=1' / 'config.json').exists()
+  assert rc.retire_stale() == []  # the sweep would now accept every remaining run

@@ -36,13 +36,12 @@ def command(config: str, workdir: str, overrides: Mapping[str, Any],
           '--workdir', workdir, *extra, *cli_args(overrides)]
 
 
-def stale_points(parsed: Mapping[str, Any], sweep_dir: str) -> list[str]:
-  """Points whose sub-workdir holds a run of another configuration (its
-  config.json differs from what this sweep would run now: another preset or
-  data size, an edited experiment file). Skipping or resuming those would mix
-  configurations in one table. ``parsed`` is ``validate``'s {name: config}.
-  Fields only one side has (a field added to the code since) do not count."""
-  out = []
+def changed_points(parsed: Mapping[str, Any], sweep_dir: str) -> dict[str, dict]:
+  """{point name: {field: (saved, now)}} for the points whose sub-workdir holds a run of
+  another configuration (its config.json differs from what this sweep would run now:
+  another preset or data size, an edited experiment file). ``parsed`` is ``validate``'s
+  {name: config}. Fields only one side has (a field added to the code since) do not count."""
+  out = {}
   for name, now in parsed.items():
     try:
       with open(os.path.join(sweep_dir, name, 'config.json')) as f:
@@ -52,9 +51,18 @@ def stale_points(parsed: Mapping[str, Any], sweep_dir: str) -> list[str]:
     except (OSError, ValueError, AttributeError):
       continue
     if changed:
-      shown = ', '.join(f'{k} (was {a!r}, now {b!r})' for k, (a, b) in list(changed.items())[:3])
-      more = f' and {len(changed) - 3} more' if len(changed) > 3 else ''
-      out.append(f'  {name}: {shown}{more}')
+      out[name] = dict(changed)
+  return out
+
+
+def stale_points(parsed: Mapping[str, Any], sweep_dir: str) -> list[str]:
+  """One line per point that changed_points finds: skipping or resuming those would mix
+  configurations in one table."""
+  out = []
+  for name, changed in changed_points(parsed, sweep_dir).items():
+    shown = ', '.join(f'{k} (was {a!r}, now {b!r})' for k, (a, b) in list(changed.items())[:3])
+    more = f' and {len(changed) - 3} more' if len(changed) > 3 else ''
+    out.append(f'  {name}: {shown}{more}')
   return out
 
 
