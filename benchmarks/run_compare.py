@@ -34,6 +34,7 @@ import subprocess
 import sys
 
 from pepnet_jax import aggregate
+from pepnet_jax.sweeps import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = 'experiments/compare.py'
@@ -138,6 +139,60 @@ def search(model: str) -> int:
   return rc
 
 
+def search_summary(models, out: str | None = None) -> str:
+  """A markdown table of each model's search on the validation days: every trial's best
+  validation mean AUC over all tasks (what selected it) and over the tasks with at least
+  MIN_POSITIVES validation positives, the step it came from and whether early stopping ended
+  the trial. Written to ``out`` too, if given."""
+  runs = {}
+  for model in models:
+    for report in sorted(glob.glob(os.path.join('sweeps', 'compare_search', model,
+                                                'trial=*', 'report.json'))):
+      with open(report) as f:
+        runs.setdefault(model, []).append((os.path.basename(os.path.dirname(report)),
+                                           json.load(f)))
+  reports = [r for trials in runs.values() for _, r in trials]
+  judged = None
+  for r in reports:
+    have = [t for t, v in r['best_valid']['overall'].items()
+            if (v.get('positives') or 0) >= MIN_POSITIVES]
+    judged = have if judged is None else [t for t in judged if t in have]
+  judged = judged or []
+  names = list(dict.fromkeys(n for trials in runs.values() for n, _ in trials))
+  lines = ['| model | best | ' + ' | '.join(names) + ' |', '|---|---|' + '---|' * len(names)]
+  for model, trials in runs.items():
+    best = (common.read_json(os.path.join('sweeps', 'compare_search', model, 'search.json'))
+            or {}).get('best') or {}
+    cells = ['-'] * len(names)
+    for name, r in trials:
+      bv, sel = r['best_valid'], r['selected']
+      j = sum(bv['overall'][t]['auc'] for t in judged) / max(len(judged), 1)
+      cells[names.index(name)] = (f"{bv['mean']['auc']:.4f} / {j:.4f} @ {sel['step']}"
+                                  + ('' if sel.get('stopped_at') else ' (cap)'))
+    lines.append(f'| {model} | {best.get("name", "-")} | ' + ' | '.join(cells) + ' |')
+  groups = {}  # models whose trials had the same settings (same space, same sampler seed)
+  for model in runs:
+    trials = (common.read_json(os.path.join('sweeps', 'compare_search', model, 'search.json'))
+              or {}).get('trials') or []
+    key = json.dumps({t.get('name'): t.get('params') for t in trials}, sort_keys=True)
+    groups.setdefault(key, []).append(model)
+  shown = []
+  for key, members in groups.items():
+    for name, prm in json.loads(key).items():
+      shown.append(f'{name} ({", ".join(members)}): ' + ', '.join(
+          f'{k} {v:.3g}' if isinstance(v, float) else f'{k} {v}' for k, v in (prm or {}).items()))
+  text = ('Validation days, seed 0: each trial\'s best mean AUC over all tasks (the search '
+          f'selects on it) / over the {len(judged)} tasks with at least {MIN_POSITIVES} '
+          f'validation positives ({", ".join(judged)}), at the step early stopping kept; '
+          '"(cap)": the epoch cap, not early stopping, ended the trial.\n\n'
+          + '\n'.join(lines) + '\n'
+          + ''.join(f'\n- {x}' for x in shown) + ('\n' if shown else ''))
+  if out:
+    with open(out, 'w') as f:
+      f.write(text)
+  return text
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,6 +213,7 @@ def main(argv=None) -> int:
     print(f'error: the searches of {", ".join(failed)} failed (see their logs); '
           'rerun to continue', file=sys.stderr)
     return 1
+  print(search_summary(models, os.path.join(RESULTS, 'searches.md')), flush=True)
   if a.only_search:
     return 0
   retire_stale()

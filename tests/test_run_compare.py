@@ -101,3 +101,30 @@ def test_runs_made_with_an_old_best_trial_are_set_aside(tmp_path, monkeypatch):
   assert not (tmp_path / rc.KEEP / 'compare' / 'mmoe,seed=1').exists()
   assert (tmp_path / rc.KEEP / 'compare' / 'ple,seed=1' / 'config.json').exists()
   assert rc.retire_stale() == []  # the sweep would now accept every remaining run
+
+
+def test_search_summary_names_the_cap_and_the_judged_tasks(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  rc = _load('benchmarks/run_compare.py', 'run_compare')
+
+  def task(auc, positives):
+    return {'auc': auc, 'positives': positives}
+  for model, stopped in (('mmoe', 900), ('ple', None)):
+    for trial, auc in (('trial=000', 0.70), ('trial=001', 0.74)):
+      d = tmp_path / 'sweeps' / 'compare_search' / model / trial
+      d.mkdir(parents=True)
+      (d / 'report.json').write_text(json.dumps({
+          'best_valid': {'mean': {'auc': auc},
+                         'overall': {'is_click': task(auc + 0.02, 5000),
+                                     'is_hate': task(auc - 0.02, 45)}},
+          'selected': {'step': 704, 'stopped_at': stopped}}))
+    (d.parent / 'search.json').write_text(json.dumps({
+        'best': {'name': 'trial=001'},
+        'trials': [{'name': 'trial=000', 'params': {'optim.dense.lr': 1e-3}},
+                   {'name': 'trial=001', 'params': {'optim.dense.lr': 3e-4}}]}))
+  text = rc.search_summary(['mmoe', 'ple'], out=str(tmp_path / 's.md'))
+  assert '1 tasks with at least 100 validation positives (is_click)' in text
+  assert '| mmoe | trial=001 | 0.7000 / 0.7200 @ 704 | 0.7400 / 0.7600 @ 704 |' in text
+  assert '| ple | trial=001 | 0.7000 / 0.7200 @ 704 (cap) | 0.7400 / 0.7600 @ 704 (cap) |' in text
+  assert '- trial=001 (mmoe, ple): optim.dense.lr 0.0003' in text
+  assert (tmp_path / 's.md').read_text() == text
