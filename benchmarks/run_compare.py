@@ -151,13 +151,8 @@ def search_summary(models, out: str | None = None) -> str:
       with open(report) as f:
         runs.setdefault(model, []).append((os.path.basename(os.path.dirname(report)),
                                            json.load(f)))
-  reports = [r for trials in runs.values() for _, r in trials]
-  judged = None
-  for r in reports:
-    have = [t for t, v in r['best_valid']['overall'].items()
-            if (v.get('positives') or 0) >= MIN_POSITIVES]
-    judged = have if judged is None else [t for t in judged if t in have]
-  judged = judged or []
+  judged = aggregate.tasks_with_positives(
+      (r['best_valid']['overall'] for trials in runs.values() for _, r in trials), MIN_POSITIVES)
   names = list(dict.fromkeys(n for trials in runs.values() for n, _ in trials))
   lines = ['| model | best | ' + ' | '.join(names) + ' |', '|---|---|' + '---|' * len(names)]
   for model, trials in runs.items():

@@ -140,16 +140,22 @@ def run_metrics(report: dict, judged: Sequence[str] = ()) -> dict[str, float]:
   return out
 
 
+def tasks_with_positives(overalls, min_positives: int) -> list[str]:
+  """The tasks with at least ``min_positives`` positives in every one of ``overalls``
+  (report.json 'overall' sections: {task: {'positives': n, ...}}), in first-seen order."""
+  tasks = None
+  for overall in overalls:
+    have = [t for t, v in (overall or {}).items()
+            if isinstance(v, dict) and (v.get('positives') or 0) >= min_positives]
+    tasks = have if tasks is None else [t for t in tasks if t in have]
+  return tasks or []
+
+
 def judged_tasks(runs: Sequence[Run], min_positives: int) -> list[str]:
   """The tasks with at least ``min_positives`` positives in every run's evaluation split:
   an AUC on a few dozen positives moves by several hundredths from seed to seed and can
   decide a mean over tasks on its own."""
-  tasks = None
-  for run in runs:
-    have = [t for t, v in (run.report.get('overall') or {}).items()
-            if isinstance(v, dict) and (v.get('positives') or 0) >= min_positives]
-    tasks = have if tasks is None else [t for t in tasks if t in have]
-  return tasks or []
+  return tasks_with_positives((run.report.get('overall') for run in runs), min_positives)
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float, int]:
@@ -186,7 +192,7 @@ def paired(rows: Sequence[Row], baseline: str,
   is more than seed noise."""
   named = {r.config_name: r for r in rows}
   if baseline not in named:
-    raise KeyError(f'baseline {baseline!r}: no such configuration; have '
+    raise ValueError(f'baseline {baseline!r}: no such configuration; have '
                    + ', '.join(named))
   by_seed = {run.seed: run_metrics(run.report, judged) for run in named[baseline].runs}
   out = []
@@ -350,8 +356,8 @@ def _tasks_domains(rows: Sequence[Row]) -> tuple[list[str], list[str]]:
 def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
                    search: dict | None = None, baseline: str | None = None,
                    judged: Sequence[str] = (), min_positives: int | None = None):
-  """``judged``: the tasks with at least ``min_positives`` test positives, whose mean AUC
-  gets its own column (see judged_tasks)."""
+  """``judged``: the tasks with at least ``min_positives`` positives in the split, whose
+  mean AUC gets its own column (see judged_tasks)."""
   tasks, domains = _tasks_domains(rows)
   n_runs = sum(len(r.runs) for r in rows)
   splits = {str(run.report.get('split')) for r in rows for run in r.runs if run.report.get('split')}
@@ -611,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     paths = aggregate(args.sweep_dir, args.out, plots=not args.no_plots,
                       baseline=args.baseline, min_positives=args.min_positives)
-  except (FileNotFoundError, KeyError) as e:
+  except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print('\n'.join(paths.values()))

@@ -218,7 +218,7 @@ def test_paired_differences_and_the_judged_mean(tmp_path):
   assert 'at least 5 positives in the split (is_click)' in md
   line = next(l for l in md.splitlines() if l.startswith('| model.gamma=1.0 | 3 | 3/3 |'))
   assert '-0.0400 ± 0.0100' in line
-  with pytest.raises(KeyError, match='no such configuration'):
+  with pytest.raises(ValueError, match='no such configuration'):
     agg.aggregate(str(tmp_path), plots=False, baseline='model.gamma=7.0')
 
 
