@@ -144,8 +144,10 @@ def search_summary(models, out: str | None = None) -> str:
   validation mean AUC over all tasks (what selected it) and over the tasks with at least
   MIN_POSITIVES validation positives, the step it came from and whether early stopping ended
   the trial. Written to ``out`` too, if given."""
-  runs = {}
+  runs, searches = {}, {}
   for model in models:
+    searches[model] = common.read_json(
+        os.path.join('sweeps', 'compare_search', model, 'search.json')) or {}
     for report in sorted(glob.glob(os.path.join('sweeps', 'compare_search', model,
                                                 'trial=*', 'report.json'))):
       with open(report) as f:
@@ -156,19 +158,17 @@ def search_summary(models, out: str | None = None) -> str:
   names = list(dict.fromkeys(n for trials in runs.values() for n, _ in trials))
   lines = ['| model | best | ' + ' | '.join(names) + ' |', '|---|---|' + '---|' * len(names)]
   for model, trials in runs.items():
-    best = (common.read_json(os.path.join('sweeps', 'compare_search', model, 'search.json'))
-            or {}).get('best') or {}
+    best = searches[model].get('best') or {}
     cells = ['-'] * len(names)
     for name, r in trials:
       bv, sel = r['best_valid'], r['selected']
-      j = sum(bv['overall'][t]['auc'] for t in judged) / max(len(judged), 1)
+      j = aggregate.run_metrics(bv, judged).get(aggregate.JUDGED, float('nan'))
       cells[names.index(name)] = (f"{bv['mean']['auc']:.4f} / {j:.4f} @ {sel['step']}"
                                   + ('' if sel.get('stopped_at') else ' (cap)'))
     lines.append(f'| {model} | {best.get("name", "-")} | ' + ' | '.join(cells) + ' |')
   groups = {}  # models whose trials had the same settings (same space, same sampler seed)
   for model in runs:
-    trials = (common.read_json(os.path.join('sweeps', 'compare_search', model, 'search.json'))
-              or {}).get('trials') or []
+    trials = searches[model].get('trials') or []
     key = json.dumps({t.get('name'): t.get('params') for t in trials}, sort_keys=True)
     groups.setdefault(key, []).append(model)
   shown = []
