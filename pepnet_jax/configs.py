@@ -127,6 +127,10 @@ def base_config() -> ml_collections.ConfigDict:
   # step by select_metric is kept in <workdir>/best and the report uses it.
   c.train.select_best = True
   c.train.select_metric = 'mean_auc'  # any key of the 'valid' lines of metrics.jsonl
+  # With a mean_* select_metric: average only the tasks with at least this many
+  # positives in the validation split (the key <select_metric>_judged); a task with
+  # a few dozen positives moves the mean by noise. 0 = every task.
+  c.train.select_min_positives = 0
   # Extra evaluation metrics beside AUC / GAUC / logloss, by registered name
   # ('pr_auc') or 'module:name' (pepnet_jax/metrics.py register_metric).
   c.train.metrics = ()
@@ -238,6 +242,13 @@ def validate_train(c: ml_collections.ConfigDict) -> None:
   need(0.0 <= tc.get('oov_rate', 0.0) < 1.0, 'oov_rate', 'must be in [0, 1)')
   need(tc.get('nonfinite', 'stop') in ('stop', 'skip'), 'nonfinite', "use 'stop' or 'skip'")
   need(tc.get('max_skipped_steps', 10) >= 0, 'max_skipped_steps', 'must be >= 0')
+  min_pos = tc.get('select_min_positives', 0)
+  need(int(min_pos) == min_pos and min_pos >= 0, 'select_min_positives',
+       'must be a whole number >= 0 (0 = every task)')
+  if min_pos:
+    need(str(tc.get('select_metric', 'mean_auc')).startswith('mean_'), 'select_metric',
+         f'select_min_positives={min_pos} averages a metric over tasks: use a mean_* '
+         'metric (mean_auc, mean_gauc, mean_logloss...)')
   from pepnet_jax import metrics
   metrics.resolve_metrics(tc.get('metrics', ()))  # a ValueError naming the entry
   if c.data.batch_size < 1:
