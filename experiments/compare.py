@@ -23,7 +23,7 @@ structure PPNet targets and the per-tab structure EPNet targets; docs/generator.
 ROWS log rows at the generator's default sizes (5,000 users, 2,000 videos, 600
 authors: about 181,000 training rows, 36 a user, as KuaiRand-Pure has 37), tabs
 0, 1, 2, 4, seven tasks, the 14 fields of configs.LEAN_FEATURES. Every model sees the same features and is trained
-by the same loop: the 'converge' recipe (validation each epoch, early stopping,
+by the same loop: the 'converge' recipes' (validation each epoch, early stopping,
 the report from the best step) capped at EPOCHS epochs, a cap meant never to bind: at 8
 epochs, 30 of the first 65 runs ended at the cap still improving, a slow-rate trial most
 (dense Adam 1.6e-4 gains about 0.007 mean AUC an epoch at epoch 8). The tab feeds only the
@@ -91,7 +91,10 @@ def get_config(preset: str = ''):
   c = configs.base_config()
   configs.use_generated_data(c, rows)
   c.data.features = configs.lean_kuairand_features()
-  configs.apply_recipe(c, 'converge', max_epochs=epochs)
+  # The loop of 'converge'; the rates and regularisers are each model's own search's, so the
+  # base is 'converge_fast', whose settings the comparison's runs were made with (LR keeps
+  # its unused dropout field, and the finished runs' configs stay what they were).
+  configs.apply_recipe(c, 'converge_fast', max_epochs=epochs)
   c.train.log_every = 100
   c.train.checkpoint_every = 500
   for field, value in MODELS.get(model, {}).items():
@@ -116,7 +119,7 @@ def tuned(model: str) -> dict:
     best = None
   if not best:
     print(f'warning: experiments/compare.py: {path} has no finished trial; {model} runs with '
-          "the 'converge' recipe's settings (run its search first, see the docstring)",
+          "the 'converge_fast' recipe's settings (run its search first, see the docstring)",
           file=sys.stderr)
     return {}
   return dict(best['params'])

@@ -7,6 +7,11 @@ evaluates the validation split every ``config.train.eval_every`` steps (every
 epoch by default when selection is on), keeps the parameters of the best
 evaluation in ``<workdir>/best``, stops after ``patience`` evaluations without
 improvement, and reports the test split with the best parameters.
+
+A task with a few dozen validation positives moves a mean over tasks by noise
+alone (its AUC varies by several hundredths between seeds) and can decide the
+selection; ``config.train.select_min_positives`` averages only the tasks with
+at least that many positives in the validation split (``<metric>_judged``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ def mode_of(metric: str) -> str:
   """'min' for losses, 'max' for AUC-like metrics; a registered extra metric
   (``mean_<name>``, ``<name>/<task>``...) as it was registered."""
   from pepnet_jax import metrics
+  metric = metric[:-len(JUDGED)] if metric.endswith(JUDGED) else metric
   name = metric[len('mean_'):] if metric.startswith('mean_') else metric.split('/')[0]
   higher = metrics.higher_is_better(name)
   if higher is not None:
@@ -80,3 +86,31 @@ class Selector:
       s.evals_since_best = int(m.get('evals_since_best', 0))
       s.stopped_at = int(m.get('stopped_at', 0))
     return s
+
+
+JUDGED = '_judged'
+
+
+def selected_key(metric: str, min_positives: int) -> str:
+  """The validation key the selector tracks: ``metric`` itself, or with
+  ``min_positives`` its mean over the tasks with enough positives."""
+  return metric + JUDGED if min_positives else metric
+
+
+def judged_tasks(results: dict, min_positives: int) -> list[str]:
+  """The tasks with at least ``min_positives`` positives in an evaluation's split."""
+  return [t for t, v in results['overall'].items() if v.get('positives', 0) >= min_positives]
+
+
+def judged_scalars(results: dict, metric: str, min_positives: int) -> dict:
+  """{``<metric>_judged``: the mean of ``metric`` (a ``mean_<m>`` key) over the judged
+  tasks}; a ValueError naming the config field when no task has enough positives."""
+  tasks = judged_tasks(results, min_positives)
+  if not tasks:
+    counts = ', '.join(f"{t} {v.get('positives', 0)}" for t, v in results['overall'].items())
+    raise ValueError(f'config.train.select_min_positives={min_positives}: no task has that '
+                     f'many positives in the validation split ({counts}); lower it or set 0')
+  name = metric[len('mean_'):]
+  values = [results['overall'][t][name] for t in tasks]
+  finite = [v for v in values if v is not None and math.isfinite(v)]
+  return {metric + JUDGED: sum(finite) / len(finite) if finite else math.nan}

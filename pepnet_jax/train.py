@@ -498,7 +498,9 @@ def _selector(config, steps_per_epoch: int, meta: dict, has_valid: bool):
       raise ValueError(f'config.train.patience={patience} needs a validation split '
                        '(config.data.splits.valid)')
     return None, eval_every
-  return selection.Selector.from_meta(meta, tc.get('select_metric', 'mean_auc'), patience,
+  metric = selection.selected_key(tc.get('select_metric', 'mean_auc'),
+                                  int(tc.get('select_min_positives', 0)))
+  return selection.Selector.from_meta(meta, metric, patience,
                                       float(tc.get('min_delta', 0.0))), eval_every
 
 
@@ -545,6 +547,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                        int(tc.get('max_skipped_steps', 10)))
   stop = interrupts.StopFlag()
   throughput = writers.Throughput()
+  min_positives = int(tc.get('select_min_positives', 0)) if selector else 0
+  judged_shown = False
   try:
     with interrupts.deferred(stop):
       last = selector.stopped_at if selector and selector.stopped_at else total
@@ -574,6 +578,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           res = evaluate_dataset(steps, state.params, datasets['valid'], data_spec,
                                  config.data.eval_batch_size, config.train.get('metrics', ()))
           scalars = flat_scalars(res)
+          if min_positives:
+            scalars.update(selection.judged_scalars(res, tc.select_metric, min_positives))
+            if not judged_shown:
+              judged_shown = True
+              print(f'Selection on {selector.metric}: the mean over '
+                    f'{", ".join(selection.judged_tasks(res, min_positives))} (at least '
+                    f'{min_positives} validation positives)', flush=True)
           best = selector.update(step, scalars) if selector else False
           progress.report(step, 'valid', scalars, note='(best)' if best else '')
           if best:

@@ -56,3 +56,27 @@ def test_embed_l2_adds_the_touched_rows_norm_to_the_loss(sparse_group):
   untouched = np.setdiff1d(np.arange(state.params['embed']['user_id'].shape[0]), touched)
   np.testing.assert_array_equal(np.asarray(new.params['embed']['user_id'])[untouched],
                                 np.asarray(state.params['embed']['user_id'])[untouched])
+
+
+@pytest.mark.parametrize('name,values', [('converge', configs.CONVERGE),
+                                         ('converge_fast', configs.CONVERGE_FAST)])
+def test_converge_recipes_set_their_rates_and_regularisers(name, values):
+  c = configs.apply_recipe(configs.base_config(), name, max_epochs=7)
+  got = dict(embed_lr=c.optim.embedding.lr, dense_lr=c.optim.dense.lr,
+             embed_l2=c.train.embed_l2, dropout=c.model.dropout)
+  assert got == values
+  assert (c.train.recipe, c.train.num_epochs, c.train.patience) == (name, 7.0, 2)
+  assert f"recipe '{name}'" in configs.describe_recipe(c)
+  with pytest.raises(ValueError, match='config.train.recipe'):
+    configs.apply_recipe(c, 'convergent')
+
+
+def test_a_renamed_recipe_with_the_same_settings_is_the_same_run():
+  """The sweep's stale-point check and a resume compare fields: train.recipe is a label."""
+  import json
+  old = json.loads(configs.apply_recipe(configs.base_config(), 'converge_fast').to_json())
+  new = json.loads(json.dumps(old))
+  new['train']['recipe'] = 'renamed'
+  assert configs.changed_fields(old, new) == {}
+  new['model']['dropout'] = 0.5
+  assert configs.changed_fields(old, new) == {'model.dropout': (0.3, 0.5)}

@@ -107,3 +107,69 @@ def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, mo
   again = train.train_and_evaluate(tiny_config(tmp_path), str(workdir))
   assert again['step'] == 15 and calls == []
   assert os.listdir(workdir / 'checkpoints') == ['30']
+
+
+def _results(positives: dict, auc: dict) -> dict:
+  return {'overall': {t: {'positives': positives[t], 'auc': auc[t]} for t in positives}}
+
+
+def test_judged_mean_leaves_out_tasks_with_few_positives():
+  res = _results({'click': 900, 'like': 150, 'hate': 40},
+                 {'click': 0.80, 'like': 0.70, 'hate': 0.20})
+  assert selection.judged_tasks(res, 100) == ['click', 'like']
+  assert selection.judged_scalars(res, 'mean_auc', 100) == {'mean_auc_judged': pytest.approx(0.75)}
+  assert selection.selected_key('mean_auc', 100) == 'mean_auc_judged'
+  assert selection.selected_key('mean_auc', 0) == 'mean_auc'
+  assert selection.mode_of('mean_logloss_judged') == 'min'
+  assert selection.mode_of('mean_auc_judged') == 'max'
+  with pytest.raises(ValueError, match=r'select_min_positives=1000: .*click 900'):
+    selection.judged_scalars(res, 'mean_auc', 1000)
+
+
+@pytest.mark.parametrize('field,value,metric,match', [
+    ('select_min_positives', -1, 'mean_auc', 'whole number'),
+    ('select_min_positives', 100, 'auc/is_click', 'mean_'),
+])
+def test_select_min_positives_config_errors(tmp_path, field, value, metric, match):
+  c = tiny_config(tmp_path)
+  c.train[field] = value
+  c.train.select_metric = metric
+  with pytest.raises(ValueError, match=match):
+    configs.validate_train(c)
+
+
+def test_selection_on_the_judged_mean_ignores_a_rare_task(tmp_path, monkeypatch):
+  """is_hate (fabricated: 10 validation positives) peaks where the other tasks are
+  worst: the mean over all tasks would keep step 5, the judged mean keeps step 15."""
+  real_setup, real_eval = train.setup_run, train.evaluate_dataset
+  seen, calls = {}, []
+
+  def setup_run(config, workdir):
+    out = real_setup(config, workdir)
+    seen['valid'] = out[0]['valid']
+    return out
+
+  def evaluate(steps, params, dataset, spec, batch_size, extra_metrics=()):
+    res = real_eval(steps, params, dataset, spec, batch_size, extra_metrics)
+    if dataset is seen['valid']:
+      for t, v in res['overall'].items():
+        rare = t == 'is_hate'
+        v['positives'] = 10 if rare else 1000
+        v['auc'] = 1.0 - 8 * (CURVE[len(calls)] - 0.60) if rare else CURVE[len(calls)]
+      res['mean']['auc'] = float(np.mean([v['auc'] for v in res['overall'].values()]))
+      calls.append(res['mean']['auc'])
+    return res
+
+  monkeypatch.setattr(train, 'setup_run', setup_run)
+  monkeypatch.setattr(train, 'evaluate_dataset', evaluate)
+  c = tiny_config(tmp_path)
+  c.train.select_min_positives = 100
+  workdir = tmp_path / 'run'
+  result = train.train_and_evaluate(c, str(workdir))
+  assert int(np.argmax(calls)) == 0  # the all-task mean would have kept the first step
+  assert result['selected']['metric'] == 'mean_auc_judged'
+  assert result['selected']['step'] == 15
+  assert result['selected']['value'] == pytest.approx(0.70)
+  lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  judged = [l['mean_auc_judged'] for l in lines if l.get('split') == 'valid']
+  assert judged[:3] == pytest.approx(CURVE[:3])
