@@ -23,8 +23,8 @@ structure PPNet targets and the per-tab structure EPNet targets; docs/generator.
 ROWS log rows at the generator's default sizes (5,000 users, 2,000 videos, 600
 authors: about 181,000 training rows, 36 a user, as KuaiRand-Pure has 37), tabs
 0, 1, 2, 4, seven tasks, the 14 fields of configs.LEAN_FEATURES. Every model sees the same features and is trained
-by the same loop: the 'converge' recipes' (validation each epoch, early stopping,
-the report from the best step) capped at EPOCHS epochs, a cap meant never to bind: at 8
+by the same loop, that of the 'converge' recipes (validation each epoch, early
+stopping, the report from the best step) capped at EPOCHS epochs, a cap meant never to bind: at 8
 epochs, 30 of the first 65 runs ended at the cap still improving, a slow-rate trial most
 (dense Adam 1.6e-4 gains about 0.007 mean AUC an epoch at epoch 8). The tab feeds only the
 EPNet gate (and STAR's domain weights) by default (`shared=False`); the `+tab`
