@@ -146,7 +146,7 @@ def test_metric_reader_prefers_best_valid_then_valid_lines_then_report(tmp_path)
 
 # --------------------------------------------------------- random search
 
-def test_random_search_is_seeded_kept_and_continued(tmp_path, experiment):
+def test_random_search_is_seeded_kept_and_continued(tmp_path, experiment, monkeypatch):
   sweep_dir = tmp_path / 'search'
   fake = FakeRunner()
   result = run(experiment, sweep_dir, fake)
@@ -172,10 +172,14 @@ def test_random_search_is_seeded_kept_and_continued(tmp_path, experiment):
   # the same seed draws the same trials elsewhere
   again = run(experiment, tmp_path / 'other', FakeRunner())
   assert [t['params'] for t in again['trials']] == [t['params'] for t in trials]
-  # rerun: nothing runs; more trials: only the new ones run, the old ones are kept
+  # rerun: nothing runs, and search.json stays as it was (its time included); more
+  # trials: only the new ones run, the old ones are kept
+  before = (sweep_dir / 'search.json').read_text()
+  monkeypatch.setattr(search_lib.time, 'strftime', lambda *a: 'a later time')
   fake2 = FakeRunner()
   run(experiment, sweep_dir, fake2)
   assert fake2.calls == []
+  assert (sweep_dir / 'search.json').read_text() == before
   more = run(experiment, sweep_dir, fake2, trials=6)
   assert fake2.calls == [f'trial=00{i},seed={s}' for i in (4, 5) for s in (0, 1)]
   assert [t['params'] for t in more['trials'][:4]] == [t['params'] for t in trials]

@@ -503,12 +503,19 @@ def best_trial(trials: Sequence[Trial], direction: str) -> Trial | None:
 
 def write_results(sweep_dir: str, header: Mapping, trials: Sequence[Trial],
                   search: Search) -> dict:
-  """SWEEP_DIR/search.json: the search, its best trial and every trial."""
+  """SWEEP_DIR/search.json: the search, its best trial and every trial. A rerun that
+  changes nothing leaves the file as it was (its ``updated`` time included), so a kept
+  copy of a finished search does not change with every resume."""
   best = best_trial(trials, search.direction)
   obj = common.jsonable(dict(header, updated=time.strftime('%Y-%m-%dT%H:%M:%S'),
                              best=best.record() if best else None,
                              trials=[t.record() for t in sorted(trials, key=lambda t: (t.index, t.number))]))
-  common.write_json(os.path.join(sweep_dir, SEARCH_JSON), obj)
+  path = os.path.join(sweep_dir, SEARCH_JSON)
+  old = common.read_json(path)
+  same = lambda d: {k: v for k, v in d.items() if k != 'updated'}
+  if isinstance(old, dict) and same(old) == same(obj):
+    return old
+  common.write_json(path, obj)
   return obj
 
 
@@ -614,7 +621,8 @@ def run_search(config: str, sweep_dir: str, search: Search, *, trials: int | Non
   def finish(t: Trial):
     chooser.tell(t)
     known[t.number] = t
-    save()
+    if t.ran:  # a trial only scored again is saved with the rest at the end
+      save()
     counts['ran'] += t.ran
     counts['failed'] += t.status != 'done'
     odd = [s for s in t.sources if not_validation(s)]
