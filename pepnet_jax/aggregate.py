@@ -47,6 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from pepnet_jax import configs
+from pepnet_jax.selection import tasks_with_positives
 from pepnet_jax.sweeps import common
 
 __all__ = ['Run', 'Row', 'load_runs', 'run_metrics', 'summarize', 'write_csv', 'write_markdown',
@@ -138,17 +139,6 @@ def run_metrics(report: dict, judged: Sequence[str] = ()) -> dict[str, float]:
   if judged:
     out[JUDGED] = float(np.mean([out.get(f'auc/{t}', math.nan) for t in judged]))
   return out
-
-
-def tasks_with_positives(overalls, min_positives: int) -> list[str]:
-  """The tasks with at least ``min_positives`` positives in every one of ``overalls``
-  (report.json 'overall' sections: {task: {'positives': n, ...}}), in first-seen order."""
-  tasks = None
-  for overall in overalls:
-    have = [t for t, v in (overall or {}).items()
-            if isinstance(v, dict) and (v.get('positives') or 0) >= min_positives]
-    tasks = have if tasks is None else [t for t in tasks if t in have]
-  return tasks or []
 
 
 def judged_tasks(runs: Sequence[Run], min_positives: int) -> list[str]:

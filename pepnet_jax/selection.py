@@ -97,9 +97,21 @@ def selected_key(metric: str, min_positives: int) -> str:
   return metric + JUDGED if min_positives else metric
 
 
+def tasks_with_positives(overalls, min_positives: int) -> list[str]:
+  """The tasks with at least ``min_positives`` positives in every one of ``overalls``
+  (evaluation results' 'overall' sections: {task: {'positives': n, ...}}), in first-seen
+  order. The trainer's selection and aggregate's judged column share this rule."""
+  tasks = None
+  for overall in overalls:
+    have = [t for t, v in (overall or {}).items()
+            if isinstance(v, dict) and (v.get('positives') or 0) >= min_positives]
+    tasks = have if tasks is None else [t for t in tasks if t in have]
+  return tasks or []
+
+
 def judged_tasks(results: dict, min_positives: int) -> list[str]:
-  """The tasks with at least ``min_positives`` positives in an evaluation's split."""
-  return [t for t, v in results['overall'].items() if v.get('positives', 0) >= min_positives]
+  """The tasks with at least ``min_positives`` positives in one evaluation's split."""
+  return tasks_with_positives([results['overall']], min_positives)
 
 
 def judged_scalars(results: dict, metric: str, min_positives: int) -> dict:
