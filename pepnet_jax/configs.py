@@ -88,6 +88,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dtype = 'float32'           # towers and gates compute dtype; params stay float32
   c.model.table_row_multiple = 128    # table rows rounded up so they split over devices
   c.model.dropout = 0.0               # tower dropout (training only); 0 = off
+  c.model.task_transfer = False       # PEPNet: each logit + a learned mix of the other tasks'
+                                      # stop-gradient logits (not in the paper; models/pepnet.py)
   # baselines (pepnet_jax/models/baselines.py)
   c.model.bottom = (256,)             # shared-bottom / expert widths
   c.model.num_experts = 4             # MMoE / PLE shared experts

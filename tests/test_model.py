@@ -135,3 +135,36 @@ def test_bfloat16_towers_keep_float32_params_and_logits():
   assert logits.dtype == jnp.float32
   ref = model_for().apply(v, BATCH['features'], BATCH['domain'])
   np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=0.1)
+
+
+def test_task_transfer_starts_as_the_plain_model_and_keeps_other_towers_out():
+  """The extension adds W [T, T] at 0, so an initialised model scores as without it; with
+  W set, a task's loss still trains only its own tower (the other logits are stop-gradient),
+  while W itself learns."""
+  plain, tt = model_for(), model_for(task_transfer=True)
+  p_tt = init(tt)['params']
+  assert p_tt['task_transfer'].shape == (len(SPEC.tasks),) * 2
+  p_plain = {k: v for k, v in p_tt.items() if k != 'task_transfer'}
+  assert jax.tree.map(jnp.shape, p_plain) == jax.tree.map(jnp.shape, init(plain)['params'])
+  args = (BATCH['features'], BATCH['domain'])
+  z = plain.apply({'params': p_plain}, *args)
+  np.testing.assert_array_equal(np.asarray(tt.apply({'params': p_tt}, *args)), np.asarray(z))
+
+  w = jax.random.normal(jax.random.key(3), p_tt['task_transfer'].shape)
+  p_tt = dict(p_tt, task_transfer=w)
+  want = z + z @ (w * (1 - jnp.eye(w.shape[0])))
+  np.testing.assert_allclose(np.asarray(tt.apply({'params': p_tt}, *args)), np.asarray(want),
+                             rtol=1e-5, atol=1e-5)
+  hate = SPEC.tasks.index('is_hate') if 'is_hate' in SPEC.tasks else len(SPEC.tasks) - 1
+
+  def loss(p):
+    logit = tt.apply({'params': p}, *args)[:, hate]
+    y = BATCH['labels'][:, hate]
+    return jnp.mean(jnp.logaddexp(0.0, logit) - y * logit)
+  g = jax.grad(loss)(p_tt)
+  kernel = np.asarray(g['towers_0']['kernel'])  # [T, in, out], task-major
+  others = np.delete(kernel, hate, axis=0)
+  assert np.abs(others).max() == 0.0 and np.abs(kernel[hate]).max() > 0.0
+  gw = np.asarray(g['task_transfer'])
+  assert np.abs(gw[:, hate]).max() > 0.0  # the mix into hate learns
+  assert np.abs(np.delete(gw, hate, axis=1)).max() == 0.0

@@ -30,7 +30,8 @@ def _pepnet(mc, infos, spec, common):
       tower=tuple(mc.tower), epnet_hidden=mc.epnet_hidden, ppnet_hidden=mc.ppnet_hidden,
       gamma=mc.gamma, use_epnet=mc.use_epnet, use_ppnet=mc.use_ppnet,
       gate_stop_gradient=mc.gate_stop_gradient, task_gates=mc.task_gates,
-      domain_towers=mc.domain_towers, activation=mc.activation, **common)
+      domain_towers=mc.domain_towers, activation=mc.activation,
+      task_transfer=bool(mc.get('task_transfer', False)), **common)
 
 
 MODELS = {'pepnet': _pepnet}

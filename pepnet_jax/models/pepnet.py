@@ -11,6 +11,11 @@ Notation follows the paper (arXiv 2302.01115, section 3):
 
 ``U`` is the Gate NU (``layers.GateNU``), ``sg`` stop-gradient, ``(+)``
 concatenation. Switches reproduce the paper's ablations.
+
+Not in the paper, off by default: ``task_transfer`` adds to each task's logit a
+learned combination of the other tasks' logits, ``z_t + sum_{s != t} W[s, t] sg(z_s)``
+(``W`` starts at 0), so a rare action borrows what the dense ones learned about the row
+(see ``task_transfer_logits``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class PEPNet(nn.Module):
     task_gates: 'split' (paper: one Gate NU per layer, output split over
       tasks) or 'separate' (one Gate NU per task per layer).
     domain_towers: one output layer per domain (ablation).
+    task_transfer: add a learned mix of the other tasks' stop-gradient logits to
+      each task's logit (an extension, not in the paper).
   """
   features: Sequence[Any]
   domain_inputs: Sequence[str]
@@ -64,6 +71,7 @@ class PEPNet(nn.Module):
   dtype: Any = jnp.float32
   row_multiple: int = 1
   dropout: float = 0.0  # on each tower layer's output but the logit (training only)
+  task_transfer: bool = False
 
   def make_tables(self) -> nn.Module:
     """The embedding tables (one [vocab, embed_dim] table per id feature)."""
@@ -94,6 +102,9 @@ class PEPNet(nn.Module):
     out = self.num_domains if self.domain_towers else 1
     self.towers = [layers.TaskDense(self.num_tasks, w, self.dtype, task_major=True)
                    for w in list(self.tower) + [out]]
+    if self.task_transfer:
+      self.transfer = self.param('task_transfer', nn.initializers.zeros,
+                                 (self.num_tasks, self.num_tasks), jnp.float32)
 
   def __call__(self, inputs, domain):
     return self.head(self.lookup(inputs), inputs, domain)
@@ -144,4 +155,22 @@ class PEPNet(nn.Module):
     if self.domain_towers:
       idx = jnp.broadcast_to(domain[None, :, None], (h.shape[0], h.shape[1], 1))
       h = jnp.take_along_axis(h, idx, axis=-1)
-    return h[..., 0].T  # [B, T]
+    logits = h[..., 0].T  # [B, T]
+    if self.task_transfer:
+      logits = task_transfer_logits(self.transfer, logits)
+    return logits
+
+
+def task_transfer_logits(w: Array, logits: Array) -> Array:
+  """``z_t + sum_{s != t} W[s, t] sg(z_s)``: each task's logit plus a learned mix of the
+  others', ``W`` [T, T] (param ``task_transfer``, initialised at 0; its diagonal is unused).
+
+  Why: the rare actions (follow, comment, forward, hate: a few hundred to a few thousand
+  positives in KuaiRand-Pure's logs) share most of their signal with click and long view,
+  which have hundreds of thousands; a separate tower per task must find it again from its own
+  few positives and overfits first. The stop-gradient keeps the rare tasks' losses out of the
+  dense tasks' towers, as the paper's sg() keeps the gates out of E.
+  """
+  t = logits.shape[-1]
+  w = w * (1.0 - jnp.eye(t, dtype=w.dtype))
+  return logits + jax.lax.stop_gradient(logits) @ w
