@@ -26,8 +26,7 @@ import pandas as pd
 from scipy import optimize
 
 from pepnet_jax import metrics, oracle
-
-TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hate', 'long_view')
+from pepnet_jax.data.kuairand_synth import TASKS
 
 
 def read_logits(path: str, log: pd.DataFrame) -> np.ndarray:
@@ -81,7 +80,7 @@ def main(data_dir, log_name, preds, valid_end, out_dir):
   inputs = {f'stack {n}': np.concatenate([v, tabs], 1) for n, v in logits.items()}
   if len(logits) > 1:
     inputs['stack all'] = np.concatenate([*logits.values(), tabs], 1)
-  rows, table = [], {}
+  table = {}
   for i, task in enumerate(TASKS):
     y = log[task].to_numpy(np.float64)
     ceiling = metrics.auc(y[test], log[f'p_{task}'].to_numpy()[test])
@@ -90,10 +89,11 @@ def main(data_dir, log_name, preds, valid_end, out_dir):
       w = fit_logistic(x[val], y[val])
       r[name] = metrics.auc(y[test], apply_logistic(w, x[test]))
     table[task] = dict(r, ceiling=ceiling, test_positives=int(y[test].sum()))
-    rows.append(task)
   names = list(scores) + list(inputs)
-  share = {n: float(np.mean([oracle.lift_share(table[t][n], table[t]['ceiling'])
-                             for t in TASKS])) for n in names}
+  def lift(t, n):  # None (no test positives, no lift to share) is left out of the mean
+    v = oracle.lift_share(table[t][n], table[t]['ceiling'])
+    return np.nan if v is None else v
+  share = {n: float(np.nanmean([lift(t, n) for t in TASKS])) for n in names}
   lines = ['| task | test positives | ' + ' | '.join(names) + ' | ceiling |',
            '|---|---|' + '---|' * (len(names) + 1)]
   for t in TASKS:
