@@ -62,11 +62,10 @@ def apply_logistic(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def main(data_dir, log_name, preds, valid_end, out_dir):
-  log = oracle.logs_with_truth(data_dir, ['user_id', 'video_id', *TASKS], (0, 99999999))
-  # logs_with_truth reads every standard log; keep the one the predictions scored.
-  one = pd.read_csv(os.path.join(data_dir, log_name), usecols=['date'])
-  lo, hi = int(one['date'].min()), int(one['date'].max())
-  log = log[log['date'].between(lo, hi)].reset_index(drop=True)
+  # The rows of the log the predictions scored: the standard-log rows in its dates.
+  dates = pd.read_csv(os.path.join(data_dir, log_name), usecols=['date'])['date']
+  lo, hi = int(dates.min()), int(dates.max())
+  log = oracle.logs_with_truth(data_dir, ['user_id', 'video_id', *TASKS], (lo, hi))
   logits = {name: read_logits(path, log) for name, path in preds}
   val = log['date'].to_numpy() <= int(valid_end)
   test = ~val

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -25,6 +26,15 @@ TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hat
 # One persistent XLA compilation cache for every test that runs run.py in a subprocess: a
 # later process with the same shapes skips most of its compiling.
 COMPILATION_CACHE = REPO / '.pytest_cache' / 'jax_compilation_cache'
+
+
+def load_file(rel: str, name: str):
+  """The repository file ``rel`` (a benchmark or experiment script, not a package module)
+  imported as module ``name``."""
+  spec = importlib.util.spec_from_file_location(name, REPO / rel)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
 
 
 def cli_env(*paths: Path | str) -> dict:

@@ -3,21 +3,16 @@ rows: the rebuild must reproduce the truth files, and removing parts must change
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
-from conftest import REPO
+from conftest import load_file
 from pepnet_jax.data import kuairand_synth as synth
 
 
 @pytest.fixture(scope='module')
 def ident():
-  spec = importlib.util.spec_from_file_location(
-      'generator_identifiability', REPO / 'benchmarks' / 'generator_identifiability.py')
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_file('benchmarks/generator_identifiability.py', 'generator_identifiability')
 
 
 @pytest.fixture(scope='module')

@@ -3,14 +3,13 @@ test days against the ceiling."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import load_file
 from pepnet_jax.data import kuairand_synth as synth
 
 LOG = 'log_standard_4_22_to_5_08_pure.csv'
@@ -18,11 +17,7 @@ LOG = 'log_standard_4_22_to_5_08_pure.csv'
 
 @pytest.fixture(scope='module')
 def stack():
-  spec = importlib.util.spec_from_file_location(
-      'quality_stack', REPO / 'benchmarks' / 'quality_stack.py')
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_file('benchmarks/quality_stack.py', 'quality_stack')
 
 
 @pytest.fixture(scope='module')

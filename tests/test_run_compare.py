@@ -3,23 +3,15 @@ keeps finished runs' small files so that another checkout continues the comparis
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from conftest import REPO
+from conftest import REPO, load_file
 from pepnet_jax.sweeps import common, expand
-
-
-def _load(rel: str, name: str):
-  spec = importlib.util.spec_from_file_location(name, REPO / rel)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def test_points_take_the_best_trial_and_tab_variants_share_it(tmp_path, monkeypatch, capsys):
   monkeypatch.chdir(tmp_path)
-  exp = _load('experiments/compare.py', 'compare_exp')
+  exp = load_file('experiments/compare.py', 'compare_exp')
   best = {'optim.embedding.lr': 0.3, 'optim.dense.lr': 7e-4, 'model.dropout': 0.1}
   d = tmp_path / 'sweeps' / 'compare_search' / 'mmoe'
   d.mkdir(parents=True)
@@ -37,7 +29,7 @@ def test_points_take_the_best_trial_and_tab_variants_share_it(tmp_path, monkeypa
 
 def test_kept_runs_come_back_and_count_as_finished(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  rc = _load('benchmarks/run_compare.py', 'run_compare')
+  rc = load_file('benchmarks/run_compare.py', 'run_compare')
   done = tmp_path / 'sweeps' / 'compare' / 'pepnet,seed=0'
   done.mkdir(parents=True)
   for f in ('config.json', 'report.json', 'metrics.jsonl'):
@@ -65,7 +57,7 @@ def test_kept_runs_come_back_and_count_as_finished(tmp_path, monkeypatch):
 
 def test_the_best_trial_becomes_the_seed_0_run_once(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  rc = _load('benchmarks/run_compare.py', 'run_compare')
+  rc = load_file('benchmarks/run_compare.py', 'run_compare')
   search = tmp_path / 'sweeps' / 'compare_search' / 'mmoe'
   for trial, auc in (('trial=000', 0.70), ('trial=001', 0.75)):
     (search / trial).mkdir(parents=True)
@@ -81,7 +73,7 @@ def test_the_best_trial_becomes_the_seed_0_run_once(tmp_path, monkeypatch):
 
 def test_runs_made_with_an_old_best_trial_are_set_aside(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  rc = _load('benchmarks/run_compare.py', 'run_compare')
+  rc = load_file('benchmarks/run_compare.py', 'run_compare')
   d = tmp_path / 'sweeps' / 'compare_search' / 'mmoe'
   d.mkdir(parents=True)
   (d / 'search.json').write_text(json.dumps(
@@ -105,7 +97,7 @@ def test_runs_made_with_an_old_best_trial_are_set_aside(tmp_path, monkeypatch):
 
 def test_search_summary_names_the_cap_and_the_judged_tasks(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  rc = _load('benchmarks/run_compare.py', 'run_compare')
+  rc = load_file('benchmarks/run_compare.py', 'run_compare')
 
   def task(auc, positives):
     return {'auc': auc, 'positives': positives}
