@@ -11,6 +11,17 @@ features of vocab 50), 7 binary tasks, towers [256, 128, 64], gamma 2.
 Batches are generated before timing; each figure is the median over
 ``--repeats`` timed runs of ``--steps`` steps after a warm-up compile and run.
 Prints a table and saves JSON (and a PNG chart with ``--png``).
+
+The ``kuairand`` workload is the step users run (``--workloads kuairand
+--batch_sizes 1024,4096``): ``experiments/kuairand.py``'s model and ``converge``
+recipe (the full 40-field KuaiRand preset, dropout, L2 on touched rows, OOV rows,
+warm-up) on real batches of a generated KuaiRand-format log at KuaiRand-Pure's
+user / video / author counts (``--kuairand_rows``, made once under
+``data_cache/``). It reports the device step alone and the step fed as the
+trainer feeds it (batch assembly, OOV rows and the transfer included). It uses
+only the library's public training functions, so ``PYTHONPATH=<older checkout>
+python pepnet_jax/bench.py --workloads kuairand`` times an older revision's
+step on the same data (benchmarks/bench_revisions.sh does both).
 """
 
 from __future__ import annotations
@@ -119,6 +130,104 @@ def run_one(workload: str, task_gates: str, update: str, dtype: str, num_devices
   return res
 
 
+def kuairand_config(rows: int, batch_size: int):
+  """experiments/kuairand.py's training config on generated data of ``rows`` log rows
+  at KuaiRand-Pure's sizes (the quality data's shape, fewer rows)."""
+  c = configs.base_config()
+  configs.use_generated_data(c, rows, users=27_285, videos=7_583, authors=6_510)
+  configs.apply_recipe(c, 'converge', max_epochs=20)
+  c.data.features = []  # the format's full preset: 40 fields
+  c.data.batch_size = batch_size
+  return c
+
+
+def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: str) -> dict:
+  """The real training step (see the module docstring); every figure a median."""
+  from pepnet_jax import cold_start
+  c = kuairand_config(rows, batch_size)
+  datasets, infos, spec, _, model = train.setup_run(c, workdir)
+  ds = datasets['train']
+  cold, kinds = cold_start.entity_features(spec), {f.name: f.kind for f in infos}
+  oov = float(c.train.oov_rate)
+  n_batches = min(steps, ds.num_train_batches(batch_size))
+  if n_batches < 2:
+    raise ValueError(f'--kuairand_rows={rows} gives {ds.num_rows} training rows: too few '
+                     f'for batches of {batch_size}')
+
+  def host_batches(start):
+    """``n_batches`` batches as the trainer makes them (steps start+1 ...)."""
+    out, gen = [], ds.train_batches(batch_size, seed=c.data.seed, epoch=0)
+    for i in range(n_batches):
+      b = next(gen)
+      b['features'] = train.drop_cold_rows(b['features'], cold, kinds, oov, c.data.seed,
+                                           start + i + 1, 1, None)
+      out.append(b)
+    return out
+
+  t0 = time.perf_counter()
+  host = host_batches(0)
+  host_ms = (time.perf_counter() - t0) / n_batches * 1e3
+  steps_ = train.make_steps(model, c, total_steps=10**6)
+  steps_, state = train.jit_steps(steps_, c, train.device_batch(host[0]), jax.random.key(0))
+  dev = [train.to_device(b, steps_.mesh) for b in host]
+  compiled = steps_.train_step.lower(state, dev[0]).compile()
+  flops = step_flops(compiled)
+  holder = {'state': state}
+
+  def device_only(n):
+    s = holder['state']
+    for i in range(n):
+      s, m = steps_.train_step(s, dev[i % len(dev)])
+    jax.block_until_ready(m['loss'])
+    holder['state'] = s
+
+  def host_fed(n):
+    """Batch assembly, OOV rows, transfer and step, with the trainer's one-step-late
+    finiteness check."""
+    s, pending, gen = holder['state'], None, ds.train_batches(batch_size, seed=1, epoch=0)
+    for i in range(n):
+      b = next(gen)
+      b['features'] = train.drop_cold_rows(b['features'], cold, kinds, oov, c.data.seed,
+                                           i + 1, 1, None)
+      s, m = steps_.train_step(s, train.to_device(b, steps_.mesh))
+      if pending is not None:
+        bool(pending['finite'])
+      pending = m
+    jax.block_until_ready(m['loss'])
+    holder['state'] = s
+
+  device_only(3)
+  host_fed(2)
+  t_dev = statistics.median(time_fn(device_only, steps, repeats)) / steps
+  t_fed = statistics.median(time_fn(host_fed, min(steps, n_batches), repeats)) / min(steps, n_batches)
+  res = {
+      'workload': 'kuairand', 'video_vocab': 7_583, 'task_gates': c.model.task_gates,
+      'update': 'sparse' if c.optim.sparse_group else 'dense', 'dtype': c.model.dtype,
+      'devices': 1, 'batch_size': batch_size, 'recipe': c.train.recipe,
+      'fields': len(infos), 'rows': rows,
+      'train_examples_per_sec': batch_size / t_dev,
+      'fed_train_examples_per_sec': batch_size / t_fed,
+      'train_step_ms': t_dev * 1e3, 'fed_step_ms': t_fed * 1e3, 'host_batch_ms': host_ms,
+      'train_step_flops': flops,
+      'train_gflops_per_sec': flops / t_dev / 1e9 if flops else None,
+      'params': int(sum(x.size for x in jax.tree.leaves(holder['state'].params))),
+  }
+  params = holder['state'].params
+  ev = [train.to_device(b, steps_.mesh) for b in host]
+
+  def infer_n(n):
+    for i in range(n):
+      out = steps_.eval_step(params, ev[i % len(ev)])
+    jax.block_until_ready(out)
+
+  infer_n(2)
+  t_inf = statistics.median(time_fn(infer_n, steps, repeats)) / steps
+  res['infer_examples_per_sec'] = batch_size / t_inf
+  res['infer_step_ms'] = t_inf * 1e3
+  res.update(peak_memory_mb())
+  return res
+
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
   """Measured float32 matrix-multiply rate of this machine (the roofline)."""
   a = jax.random.normal(jax.random.key(0), (n, n))
@@ -129,13 +238,15 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def format_rows(rows: list[dict]) -> str:
-  head = (f'{"workload":8} {"gates":8} {"update":6} {"dtype":8} {"dev":>3} '
-          f'{"train ex/s":>11} {"infer ex/s":>11} {"step ms":>8} {"GFLOP/s":>8}')
+  head = (f'{"workload":8} {"gates":8} {"update":6} {"dtype":8} {"dev":>3} {"batch":>6} '
+          f'{"train ex/s":>11} {"fed ex/s":>9} {"infer ex/s":>11} {"step ms":>8} {"GFLOP/s":>8}')
   lines = [head, '-' * len(head)]
   for r in rows:
     gf = f'{r["train_gflops_per_sec"]:.1f}' if r.get('train_gflops_per_sec') else '-'
+    fed = f'{r["fed_train_examples_per_sec"]:,.0f}' if r.get('fed_train_examples_per_sec') else '-'
     lines.append(f'{r["workload"]:8} {r["task_gates"]:8} {r["update"]:6} {r["dtype"]:8} '
-                 f'{r["devices"]:>3} {r["train_examples_per_sec"]:>11,.0f} '
+                 f'{r["devices"]:>3} {r["batch_size"]:>6} {r["train_examples_per_sec"]:>11,.0f} '
+                 f'{fed:>9} '
                  f'{r["infer_examples_per_sec"]:>11,.0f} {r["train_step_ms"]:>8.2f} {gf:>8}')
   return '\n'.join(lines)
 
@@ -167,6 +278,13 @@ def main(argv=None):
   p.add_argument('--dtypes', default='float32')
   p.add_argument('--devices', default='1', help='comma list of device counts')
   p.add_argument('--batch_size', type=int, default=1024)
+  p.add_argument('--batch_sizes', default='',
+                 help='comma list; overrides --batch_size (e.g. 1024,4096 for kuairand)')
+  p.add_argument('--kuairand_rows', type=int, default=300_000,
+                 help='log rows generated for the kuairand workload (at Pure\'s sizes)')
+  p.add_argument('--workdir', default='',
+                 help='kuairand workload: where its vocabulary and cache go (default: a '
+                      'temporary folder)')
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--peak', action='store_true', help='also measure the float32 matmul peak')
@@ -176,12 +294,26 @@ def main(argv=None):
                  help='add to the results already in --out (e.g. a run with 8 devices)')
   a = p.parse_args(argv)
   rows = []
-  combos = itertools.product(a.workloads.split(','), a.task_gates.split(','), a.updates.split(','),
-                             a.dtypes.split(','), [int(d) for d in a.devices.split(',')])
-  for wl, tg, up, dt, nd in combos:
-    print(f'benchmarking {wl} gates={tg} update={up} dtype={dt} devices={nd} ...', flush=True)
-    rows.append(run_one(wl, tg, up, dt, nd, a.batch_size, a.steps, a.repeats))
+  sizes = [int(b) for b in (a.batch_sizes or str(a.batch_size)).split(',')]
+  workloads = a.workloads.split(',')
+  unknown = [w for w in workloads if w not in WORKLOADS and w != 'kuairand']
+  if unknown:
+    p.error(f'--workloads: unknown {unknown}; use {", ".join(list(WORKLOADS) + ["kuairand"])}')
+  combos = itertools.product([w for w in workloads if w != 'kuairand'], a.task_gates.split(','),
+                             a.updates.split(','), a.dtypes.split(','),
+                             [int(d) for d in a.devices.split(',')], sizes)
+  for wl, tg, up, dt, nd, bs in combos:
+    print(f'benchmarking {wl} gates={tg} update={up} dtype={dt} devices={nd} batch={bs} ...',
+          flush=True)
+    rows.append(run_one(wl, tg, up, dt, nd, bs, a.steps, a.repeats))
     print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
+  if 'kuairand' in workloads:
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+      for bs in sizes:
+        print(f'benchmarking kuairand (converge recipe, real batches) batch={bs} ...', flush=True)
+        rows.append(run_kuairand(bs, a.steps, a.repeats, a.kuairand_rows, a.workdir or tmp))
+        print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
          'cpu_count': os.cpu_count(), 'machine': platform.processor() or platform.machine(),
          'jax': jax.__version__, 'steps': a.steps, 'repeats': a.repeats, 'results': rows}

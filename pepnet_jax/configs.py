@@ -196,8 +196,18 @@ def search_space(linear: bool = False) -> dict:
   return space
 
 
-def apply_recipe(c: ml_collections.ConfigDict, name: str, max_epochs: float = 20.0):
-  """Sets the optimizer and training-loop fields of a named recipe (RECIPES)."""
+# The batch size the 'converge' recipes' rates were searched at (experiments/compare.py and
+# quality.py train with base_config()'s batch of 1024).
+RECIPE_BATCH = 1024
+
+
+def apply_recipe(c: ml_collections.ConfigDict, name: str, max_epochs: float = 20.0,
+                 batch_size: int = 0):
+  """Sets the optimizer and training-loop fields of a named recipe (RECIPES).
+
+  ``batch_size`` > 0 also sets ``config.data.batch_size`` and scales the recipe's
+  rates to it by ``scale_to_batch``'s rule.
+  """
   if name == 'paper':
     c.optim = optim_config()
     c.train.embed_l2 = 0.0
@@ -218,6 +228,32 @@ def apply_recipe(c: ml_collections.ConfigDict, name: str, max_epochs: float = 20
   else:
     raise ValueError(f'config.train.recipe={name!r}: use one of {sorted(RECIPES)}')
   c.train.recipe = name
+  if batch_size:
+    scale_to_batch(c, batch_size)
+  return c
+
+
+def scale_to_batch(c: ml_collections.ConfigDict, batch_size: int, reference: int = RECIPE_BATCH):
+  """Sets ``config.data.batch_size`` and moves the recipe's rates from ``reference`` to it.
+
+  With k = batch_size / reference:
+  * the tables' AdaGrad rate x k. An id row is looked up about once a batch and its
+    AdaGrad sum stays near the initial 0.1 for many epochs, so AdaGrad acts on it as SGD
+    on the batch-mean gradient, whose share of each example falls as 1/batch: the linear
+    rule keeps each example's step on its rows;
+  * Adam's rate x sqrt(k), the square-root rule for adaptive optimizers (Malladi et al.,
+    NeurIPS 2022, "On the SDEs and scaling rules for adaptive gradient algorithms");
+  * warm-up steps / k, so the warm-up covers the same examples.
+  """
+  if batch_size < 1 or reference < 1:
+    raise ValueError(f'config.data.batch_size={batch_size}: must be >= 1')
+  k = batch_size / reference
+  for g in c.optim.groups:
+    gc = c.optim[g]
+    gc.lr = float(gc.lr) * (k if gc.optimizer == 'adagrad' else k ** 0.5)
+    if gc.get('warmup_steps'):
+      gc.warmup_steps = max(1, int(round(gc.warmup_steps / k)))
+  c.data.batch_size = int(batch_size)
   return c
 
 
@@ -232,7 +268,8 @@ def describe_recipe(c: ml_collections.ConfigDict) -> str:
   if c.model.get('dropout'):
     extra.append(f'dropout {c.model.dropout}')
   length = f'{t.num_steps} steps' if t.num_steps else f'up to {t.num_epochs:g} epoch(s)'
-  return (f"recipe {t.get('recipe', 'custom')!r}: " + ', '.join(parts + [length] + extra))
+  return (f"recipe {t.get('recipe', 'custom')!r}: " + ', '.join(parts + [length] + extra)
+          + f', batch {c.data.batch_size}')
 
 
 def validate_train(c: ml_collections.ConfigDict) -> None:

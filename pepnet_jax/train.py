@@ -313,14 +313,28 @@ def predict_arrays(steps: Steps, params, dataset, batch_size: int, progress: boo
   n, t0 = dataset.num_rows, time.time()
   preds = None
   n_batches = dataset.num_batches(batch_size, drop_remainder=False)
-  for i, batch in enumerate(dataset.eval_batches(batch_size)):
-    probs = np.asarray(steps.eval_step(params, to_device(batch, steps.mesh)))
+
+  def keep(i, probs):
+    nonlocal preds
+    probs = np.asarray(probs)  # waits for batch i only
     if preds is None:
       preds = np.empty((n,) + probs.shape[1:], np.float32)
     start = i * batch_size
     preds[start:start + batch_size] = probs[:min(batch_size, n - start)]
     if progress and (i + 1) % 50 == 0:
       print(f'  predicted {i + 1}/{n_batches} batches ({time.time() - t0:.0f}s)', flush=True)
+
+  # Batches are assembled in a background thread, and batch i + 1 is dispatched before
+  # batch i's predictions are read back, so the host's copying overlaps the device's work.
+  from pepnet_jax.data import pipeline
+  pending = None
+  for i, batch in enumerate(pipeline.prefetch_iter(dataset.eval_batches(batch_size), 2)):
+    out = steps.eval_step(params, to_device(batch, steps.mesh))
+    if pending is not None:
+      keep(*pending)
+    pending = (i, out)
+  if pending is not None:
+    keep(*pending)
   labels = dataset.columns['labels']
   if preds is None:
     preds = np.zeros((0, labels.shape[1]), np.float32)
@@ -417,6 +431,28 @@ def train_batches(train_ds, config, steps_per_epoch: int, start_step: int):
                                       epoch=epoch, start_batch=offset, shards=shards,
                                       shard=shard)
     epoch, offset = epoch + 1, 0
+
+
+def device_batches(train_ds, config, steps: Steps, steps_per_epoch: int, start: int, data_spec,
+                   infos, depth: int = 2):
+  """The training batches of steps start+1, start+2, ... on the device: assembled, with
+  the OOV rows of ``config.train.oov_rate`` dropped and transferred in a background
+  thread ``depth`` batches ahead of the step that uses them (the same batches, in the same
+  order, as made one by one). Close it when done."""
+  from pepnet_jax.data import pipeline
+  shards = data_shards(config)
+  local_shard = jax.process_index() if jax.process_count() > 1 else None
+  cold = cold_start.entity_features(data_spec)
+  kinds = {f.name: f.kind for f in infos}
+  oov_rate = float(config.train.get('oov_rate', 0.0))
+
+  def make():
+    for step, batch in enumerate(train_batches(train_ds, config, steps_per_epoch, start),
+                                 start + 1):
+      batch['features'] = drop_cold_rows(batch['features'], cold, kinds, oov_rate,
+                                         config.data.seed, step, shards, local_shard)
+      yield to_device(batch, steps.mesh, local=local_shard is not None)
+  return pipeline.prefetch_iter(make(), depth)
 
 
 def _summary(results: dict) -> dict:
@@ -537,12 +573,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   writer.drop_after(start)  # lines a killed run logged after its last checkpoint
   progress = writers.Progress(total, start, writer)
-  batches = train_batches(train_ds, config, steps_per_epoch, start)
-  shards = data_shards(config)
-  local_shard = jax.process_index() if jax.process_count() > 1 else None
-  cold = cold_start.entity_features(data_spec)
-  kinds = {f.name: f.kind for f in infos}
-  oov_rate = float(tc.get('oov_rate', 0.0))
+  batches = device_batches(train_ds, config, steps, steps_per_epoch, start, data_spec, infos)
   guard = _FiniteGuard(tc.get('nonfinite', 'stop'), data_spec.tasks, checkpointer,
                        int(tc.get('max_skipped_steps', 10)))
   stop = interrupts.StopFlag()
@@ -553,20 +584,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     with interrupts.deferred(stop):
       last = selector.stopped_at if selector and selector.stopped_at else total
       for step in range(start + 1, last + 1):
-        batch = next(batches)
-        batch['features'] = drop_cold_rows(batch['features'], cold, kinds, oov_rate,
-                                           config.data.seed, step, shards, local_shard)
-        state, metrics = steps.train_step(state, to_device(batch, steps.mesh,
-                                                           local=local_shard is not None))
+        state, metrics = steps.train_step(state, next(batches))
         guard.push(step, metrics)
         throughput.add(config.data.batch_size)
         if step % tc.log_every == 0 or step == total:
           guard.check()
-          loss = float(metrics['loss'])  # blocks: the throughput figure is honest
-          scalars = {'loss': loss, 'examples_per_sec': throughput.rate(),
-                     'grad_norm': float(metrics['grad_norm'])}
+          # One transfer for every logged figure (blocks: the throughput figure is honest).
+          logged = jax.device_get({k: metrics[k] for k in ('loss', 'grad_norm', 'task_loss')})
+          scalars = {'loss': float(logged['loss']), 'examples_per_sec': throughput.rate(),
+                     'grad_norm': float(logged['grad_norm'])}
           scalars.update({f'loss/{t}': float(v)
-                          for t, v in zip(data_spec.tasks, metrics['task_loss'])})
+                          for t, v in zip(data_spec.tasks, logged['task_loss'])})
           if guard.skipped:
             scalars['skipped_steps'] = guard.skipped
           progress.report(step, 'train', scalars)
@@ -622,6 +650,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       checkpointer.save(total, state, meta={'selection': selector.to_meta()} if selector else {},
                         force=True)
   finally:
+    batches.close()
     checkpointer.close()
     writer.close()
     if best_ckpt:

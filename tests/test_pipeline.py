@@ -154,3 +154,20 @@ def test_column_layout_packs_sparse_and_dense():
                     tasks=('x',), domain_column='tab', domains=(0,), group_column='g')
     assert column_layout(spec) == {'a': ('sparse', 0, 1), 'd': ('dense', 0, 1),
                                    't': ('sparse', 1, 3), 'b': ('sparse', 4, 1)}
+
+
+def test_closing_a_prefetcher_ends_its_producer_first():
+    """The trainer's batches are made (and put on the device) in the prefetch thread: leaving
+    the loop must end that thread before the process may exit."""
+    closed = []
+
+    def gen():
+        try:
+            yield from range(100)
+        finally:
+            closed.append(True)
+
+    it = pipeline.prefetch_iter(gen(), 2)
+    assert next(it) == 0
+    it.close()
+    assert closed == [True]

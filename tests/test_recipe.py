@@ -1,6 +1,7 @@
 """Regularisers of the training recipe: tower dropout and L2 on touched embedding rows."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -80,3 +81,52 @@ def test_a_renamed_recipe_with_the_same_settings_is_the_same_run():
   assert configs.changed_fields(old, new) == {}
   new['model']['dropout'] = 0.5
   assert configs.changed_fields(old, new) == {'model.dropout': (0.3, 0.5)}
+
+
+def test_dropout_mask_keeps_the_share_asked_for_independently_per_element():
+  from pepnet_jax.models import layers
+  shape = (7, 300, 97)
+  key = jax.random.key(11)
+  m = np.asarray(layers.dropout_mask(key, shape, 0.6))
+  n = m.size
+  assert abs(m.mean() - 0.6) < 4 * (0.24 / n) ** 0.5
+  flat = m.reshape(-1).astype(float)
+  # Neighbours along each axis are independent draws: both kept about keep^2 of the time.
+  for lag in (1, shape[-1], shape[-1] * shape[-2]):
+    both = (flat[:-lag] * flat[lag:]).mean()
+    assert abs(both - 0.36) < 4 * (0.36 * 0.64 / (n - lag)) ** 0.5, lag
+  np.testing.assert_array_equal(m, np.asarray(layers.dropout_mask(key, shape, 0.6)))
+  other = np.asarray(layers.dropout_mask(jax.random.fold_in(key, 1), shape, 0.6))
+  assert abs((m == other).mean() - 0.52) < 0.01  # a new key: a new, independent mask
+  assert not np.asarray(layers.dropout_mask(key, shape, 0.0)).any()
+  assert np.asarray(layers.dropout_mask(key, shape, 1.0)).all()
+
+
+def test_dropout_keeps_the_expected_activation():
+  from pepnet_jax.models import layers
+  import flax.linen as nn
+
+  class Drop(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return layers.dropout(self, x, 0.4)
+
+  x = jnp.full((200, 500), 3.0)
+  y = np.asarray(Drop().apply({}, x, rngs={'dropout': jax.random.key(2)}))
+  assert set(np.unique(y)) == {0.0, np.float32(3.0 / 0.6)}
+  assert abs(y.mean() - 3.0) < 4 * 3.0 / 0.6 * (0.24 / y.size) ** 0.5
+  np.testing.assert_array_equal(Drop().apply({}, x), x)  # no rng: evaluation, no dropout
+
+
+def test_scale_to_batch_moves_the_rates_by_the_rule():
+  c = configs.apply_recipe(configs.base_config(), 'converge')
+  s = configs.apply_recipe(configs.base_config(), 'converge', batch_size=4 * configs.RECIPE_BATCH)
+  assert s.data.batch_size == 4096
+  assert s.optim.embedding.lr == pytest.approx(4 * c.optim.embedding.lr)
+  assert s.optim.dense.lr == pytest.approx(2 * c.optim.dense.lr)
+  assert s.optim.dense.warmup_steps == c.optim.dense.warmup_steps // 4
+  same = configs.apply_recipe(configs.base_config(), 'converge', batch_size=configs.RECIPE_BATCH)
+  assert same.optim.to_dict() == c.optim.to_dict()
+  assert 'batch 4096' in configs.describe_recipe(s)
+  with pytest.raises(ValueError, match='batch_size'):
+    configs.scale_to_batch(c, 0)

@@ -117,3 +117,27 @@ def test_row_sparse_adagrad_equals_dense_optax():
   unseen = np.setdiff1d(np.arange(200), seen)
   np.testing.assert_array_equal(np.asarray(init_state.params['embed']['user_id'])[unseen],
                                 np.asarray(sp.params['embed']['user_id'])[unseen])
+
+
+@pytest.mark.parametrize('vocab', [40, 5000])  # the whole-table path and the unique-ids path
+def test_adagrad_rows_equals_optax_adagrad_over_many_steps_with_warmup(vocab):
+  from pepnet_jax import sparse
+  assert (vocab <= sparse.DENSE_FACTOR * 64 * 3) == (vocab == 40)
+  rng = np.random.default_rng(3)
+  table = jnp.asarray(rng.normal(size=(vocab, 8)).astype(np.float32))
+  sched = optax.join_schedules([optax.linear_schedule(0.0, 0.3, 5),
+                                optax.constant_schedule(0.3)], [5])
+  tx = optax.adagrad(sched, initial_accumulator_value=0.1, eps=1e-7)
+  dense, opt = table, tx.init(table)
+  rows, acc = table, jnp.full_like(table, 0.1)
+  step = jax.jit(sparse.adagrad_rows)
+  for t in range(12):
+    ids = jnp.asarray((rng.zipf(1.3, (64, 3)) - 1) % vocab, jnp.int32)  # many repeats
+    g = jnp.asarray(rng.normal(size=(64, 3, 8)).astype(np.float32))
+    dense_grad = jnp.zeros_like(table).at[ids.reshape(-1)].add(g.reshape(-1, 8))
+    upd, opt = tx.update(dense_grad, opt, dense)
+    dense = optax.apply_updates(dense, upd)
+    rows, acc = step(rows, acc, ids, g, sched(t))
+  np.testing.assert_allclose(np.asarray(rows), np.asarray(dense), rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(acc), np.asarray(opt[0].sum_of_squares), rtol=1e-6)
+  assert not np.allclose(np.asarray(rows), np.asarray(table))

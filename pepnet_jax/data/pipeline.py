@@ -253,7 +253,7 @@ class Dataset:
             gen = (self._gather(np.concatenate([np.sort(p[b * sub:(b + 1) * sub])
                                                 for p in perms]))
                    for b in range(start_batch, nb))
-        return _prefetch(gen, prefetch) if prefetch else gen
+        return prefetch_iter(gen, prefetch) if prefetch else gen
 
     def eval_batches(self, batch_size: int, prefetch: int = 0) -> Iterator[dict[str, Any]]:
         """Every row once, in order; the last batch is padded to batch_size with weight 0."""
@@ -261,29 +261,41 @@ class Dataset:
             raise ValueError(f'batch_size={batch_size}')
         gen = (self._slice(s, min(s + batch_size, self.num_rows), batch_size)
                for s in range(0, self.num_rows, batch_size))
-        return _prefetch(gen, prefetch) if prefetch else gen
+        return prefetch_iter(gen, prefetch) if prefetch else gen
 
 
-def _prefetch(gen: Iterator[Any], depth: int) -> Iterator[Any]:
-    """Run `gen` in a background thread, `depth` items ahead; stops when the consumer does."""
+def prefetch_iter(gen: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run `gen` in a background thread, `depth` items ahead; stops when the consumer does.
+
+    Closing the consumer (or leaving its loop) waits for the thread to end, so that no
+    producer is left inside a device transfer while the interpreter shuts down (a thread
+    killed there aborts the process).
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in gen:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(done)
+            put(done)
         except BaseException as e:  # surface producer errors in the consumer
-            q.put(e)
+            put(e)
+        finally:
+            close = getattr(gen, 'close', None)
+            if close is not None:
+                close()
 
     t = threading.Thread(target=work, daemon=True)
     t.start()
@@ -297,6 +309,7 @@ def _prefetch(gen: Iterator[Any], depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
+        t.join()
 
 
 def _cache_config(data_config: Any, spec: DataSpec) -> dict[str, Any]:
@@ -429,7 +442,7 @@ def build_cache(reader, read_config: Any, spec: DataSpec, root: Path, key: str,
         join = not plan.tables
         # Parsed in a background thread, two chunks ahead: pandas' parser releases the GIL,
         # so reading the next chunk overlaps fitting or encoding this one.
-        source = lambda only, progress: _prefetch(reader.read_chunks(
+        source = lambda only, progress: prefetch_iter(reader.read_chunks(
             read_config, rspec, only=only, progress=progress, shared=shared,
             **({} if join else {'join': False})), 2)
     else:

@@ -125,7 +125,7 @@ class PEPNet(nn.Module):
     e = self.perturb('E', e)
     if self.use_epnet:
       dom = [fields[n] for n in self.domain_inputs]
-      delta_domain = self.epnet_gate(jnp.concatenate(dom + [self._sg(e)], -1))
+      delta_domain = self.epnet_gate(dom + [self._sg(e)])
       self.sow('intermediates', 'epnet_gate_value', delta_domain)
       o_ep = delta_domain * e
     else:
@@ -133,7 +133,7 @@ class PEPNet(nn.Module):
     o_ep = self.perturb('O_ep', o_ep)
     if self.use_ppnet:
       prior = [fields[n] for n in self.prior_inputs]
-      gate_in = jnp.concatenate(prior + [self._sg(o_ep)], -1)
+      gate_in = prior + [self._sg(o_ep)]  # parts of the gate input (layers.PartsDense)
     act = layers.activation_fn(self.activation)
     # Tower activations are task-major, [T, B, width] (see layers.TaskDense);
     # H_0 is [B, in], shared by all tasks until the first gate.
