@@ -78,8 +78,9 @@ def op_names(hlo_text: str) -> dict:
   return out
 
 
-def profile(fn, args_list, n: int, trace_dir: str) -> tuple[dict, float]:
-  """(instruction -> total microseconds over n calls, wall seconds per call)."""
+def profile(fn, args_list, n: int, trace_dir: str) -> tuple[dict, float, float | None]:
+  """(instruction -> total microseconds over n calls, wall seconds per call, device-busy
+  seconds per call or None where no accelerator stream is traced)."""
   out = None
   for a in args_list[:3]:
     out = fn(*a)
@@ -97,11 +98,18 @@ def profile(fn, args_list, n: int, trace_dir: str) -> tuple[dict, float]:
   path = sorted(glob.glob(os.path.join(trace_dir, '**', '*.trace.json.gz'), recursive=True))[-1]
   with gzip.open(path) as f:
     events = json.load(f)['traceEvents']
-  total = collections.Counter()
+  # Accelerator kernels run on processes named '/device:GPU:0' (or TPU); their events name
+  # the HLO instruction in args.hlo_op. On CPU the thunks are named by the instruction.
+  device_pids = {e['pid'] for e in events if e.get('ph') == 'M' and e.get('name') == 'process_name'
+                 and '/device:' in str(e.get('args', {}).get('name', ''))
+                 and 'CPU' not in str(e.get('args', {}).get('name', ''))}
+  total, busy = collections.Counter(), 0.0
   for e in events:
     if e.get('ph') == 'X':
-      total[e['name']] += e.get('dur', 0)
-  return total, wall
+      total[e.get('args', {}).get('hlo_op') or e['name']] += e.get('dur', 0)
+      if e.get('pid') in device_pids:
+        busy += e.get('dur', 0)
+  return total, wall, (busy / n / 1e6 if device_pids else None)
 
 
 def main(argv=None):
@@ -140,22 +148,31 @@ def main(argv=None):
     compiled = (steps.eval_step.lower(state.params, dev[0]) if a.eval else
                 steps.train_step.lower(state, dev[0])).compile()
     names = op_names(compiled.as_text())
-    total, wall = profile(fn, args, a.steps, os.path.join(tmp, 'trace'))
-  parts = collections.Counter()
-  for name, us in total.items():
+    total, wall, busy = profile(fn, args, a.steps, os.path.join(tmp, 'trace'))
+  parts, top = collections.Counter(), []
+  for name, us in total.most_common():
     if name in names:
       parts[part_of(name, names[name])] += us / a.steps / 1e3
+      if len(top) < 15:
+        top.append({'instruction': name, 'op': names[name], 'ms': us / a.steps / 1e3})
   op_ms = sum(parts.values())
   what = 'evaluation' if a.eval else 'training'
-  print(f'{what} step, batch {a.batch_size}: {wall * 1e3:.1f} ms wall '
-        f'({a.batch_size / wall:,.0f} examples/s), {op_ms:.1f} ms of operations')
+  print(f'{what} step, batch {a.batch_size} [{jax.default_backend()}]: {wall * 1e3:.1f} ms wall '
+        f'({a.batch_size / wall:,.0f} examples/s, batches already on the device), '
+        f'{op_ms:.1f} ms of operations'
+        + (f', device busy {busy * 1e3:.1f} ms ({100 * busy / wall:.0f}% of the wall time)'
+           if busy is not None else ''))
   print('| part | ms of operations a step | share |\n|---|---|---|')
   for part, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
     print(f'| {part} | {ms:.1f} | {100 * ms / op_ms:.0f}% |')
+  print('top operations:')
+  for t in top[:10]:
+    print(f'  {t["ms"]:7.2f} ms  {t["instruction"]:28} {t["op"][-90:]}')
   result = {'what': what, 'batch_size': a.batch_size, 'wall_ms': wall * 1e3,
             'examples_per_sec': a.batch_size / wall, 'op_ms': op_ms,
-            'parts_ms': dict(parts), 'backend': jax.default_backend(),
-            'cpu_count': os.cpu_count()}
+            'device_busy_ms': None if busy is None else busy * 1e3,
+            'parts_ms': dict(parts), 'top_operations': top, 'backend': jax.default_backend(),
+            'devices': [str(d) for d in jax.devices()], 'cpu_count': os.cpu_count()}
   if a.out:
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, 'w') as f:

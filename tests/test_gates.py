@@ -48,3 +48,25 @@ def test_collect_summarizes_every_gate(tmp_path):
   assert len(out['ppnet']['0']['mean']) == len(SPEC.tasks)
   gates.draw(out, SPEC.domains, SPEC.tasks, str(tmp_path / 'gates.png'))
   assert (tmp_path / 'gates.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_parts_dense_is_dense_on_the_concatenation_without_the_stop_gradient_inputs_gradient():
+  import flax.linen as nn
+  import jax.numpy as jnp
+  from pepnet_jax.models import layers
+  k = jax.random.split(jax.random.key(4), 3)
+  a, b = jax.random.normal(k[0], (5, 3)), jax.random.normal(k[1], (5, 11))
+  parts_dense = layers.PartsDense(7)
+  params = parts_dense.init(k[2], [a, b])
+  plain = nn.Dense(7).init(k[2], jnp.concatenate([a, b], -1))
+  # Same parameter tree and initial values as nn.Dense, so checkpoints keep their layout.
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, plain)
+  for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(plain)):
+    np.testing.assert_array_equal(x, y)
+  np.testing.assert_allclose(parts_dense.apply(params, [a, b]),
+                             nn.Dense(7).apply(plain, jnp.concatenate([a, b], -1)),
+                             rtol=1e-5, atol=1e-6)
+  # The gradient reaches the free part only; the stop-gradient part's input gets none.
+  loss = lambda a, b: jnp.sum(parts_dense.apply(params, [a, jax.lax.stop_gradient(b)]) ** 2)
+  ga, gb = jax.grad(loss, argnums=(0, 1))(a, b)
+  assert np.abs(np.asarray(ga)).sum() > 0 and not np.asarray(gb).any()
