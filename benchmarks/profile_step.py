@@ -3,6 +3,7 @@ each XLA operation charged to a part of the model by its source op name.
 
   python benchmarks/profile_step.py --batch_size 2048 --out docs/results/profile/now.json
   PYTHONPATH=<older checkout> python benchmarks/profile_step.py ...   # an older revision
+  python benchmarks/profile_step.py --table before.json after.json     # side by side
 
 The step is experiments/kuairand.py's (the full 40-field preset, the 'converge' recipe:
 dropout, L2 on touched rows, OOV rows, warm-up) on real batches of generated KuaiRand logs at
@@ -112,15 +113,38 @@ def profile(fn, args_list, n: int, trace_dir: str) -> tuple[dict, float, float |
   return total, wall, (busy / n / 1e6 if device_pids else None)
 
 
+def side_by_side(paths: list[str]) -> str:
+  """A markdown table of saved profiles, one column each (ms of operations a step)."""
+  runs = []
+  for path in paths:
+    with open(path) as f:
+      runs.append(json.load(f))
+  parts = sorted({p for r in runs for p in r['parts_ms']}, key=lambda p: -runs[0]['parts_ms'].get(p, 0))
+  head = ' | '.join(os.path.splitext(os.path.basename(p))[0] for p in paths)
+  lines = [f'| part (ms of operations a step) | {head} |', '|---' * (len(paths) + 1) + '|']
+  for part in parts:
+    lines.append(f'| {part} | ' + ' | '.join(f'{r["parts_ms"].get(part, 0.0):.1f}' for r in runs)
+                 + ' |')
+  lines.append('| all operations | ' + ' | '.join(f'{r["op_ms"]:.1f}' for r in runs) + ' |')
+  lines.append('| wall time a step | ' + ' | '.join(f'{r["wall_ms"]:.1f}' for r in runs) + ' |')
+  lines.append('| examples/s | ' + ' | '.join(f'{r["examples_per_sec"]:,.0f}' for r in runs) + ' |')
+  return '\n'.join(lines)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--table', nargs='+', metavar='JSON',
+                 help='print saved profiles side by side instead of profiling')
   p.add_argument('--batch_size', type=int, default=2048)
   p.add_argument('--rows', type=int, default=300_000)
   p.add_argument('--steps', type=int, default=10)
   p.add_argument('--eval', action='store_true', help='profile the evaluation step')
   p.add_argument('--out', default='')
   a = p.parse_args(argv)
+  if a.table:
+    print(side_by_side(a.table))
+    return None
   c = kuairand_config(a.rows, a.batch_size)
   with tempfile.TemporaryDirectory() as tmp:
     datasets, infos, spec, _, model = train.setup_run(c, os.path.join(tmp, 'work'))

@@ -74,6 +74,27 @@ def bench_config(task_gates='split', update='sparse', dtype='float32', num_devic
   return c
 
 
+def compiled_steps(model, c, batches):
+  """(jitted steps, {'state': initial state}, the batches on the device, FLOPs of a step)."""
+  steps_ = train.make_steps(model, c, total_steps=10**6)
+  steps_, state = train.jit_steps(steps_, c, train.device_batch(batches[0]), jax.random.key(0))
+  dev = [train.to_device(b, steps_.mesh) for b in batches]
+  flops = step_flops(steps_.train_step.lower(state, dev[0]).compile())
+  return steps_, {'state': state}, dev, flops
+
+
+def device_loop(steps_, holder: dict, dev: list):
+  """``n -> None``: n training steps on batches already on the device (``holder`` keeps
+  the state between calls)."""
+  def train_n(n):
+    s = holder['state']
+    for i in range(n):
+      s, m = steps_.train_step(s, dev[i % len(dev)])
+    jax.block_until_ready(m['loss'])
+    holder['state'] = s
+  return train_n
+
+
 def time_fn(fn, n_steps: int, repeats: int) -> list[float]:
   times = []
   for _ in range(repeats):
@@ -89,20 +110,8 @@ def run_one(workload: str, task_gates: str, update: str, dtype: str, num_devices
   batches = synthetic.make_batches(infos, spec, num_batches, batch_size, seed=0)
   c = bench_config(task_gates, update, dtype, num_devices)
   model = build_model(c.model, infos, spec)
-  steps_ = train.make_steps(model, c, total_steps=10**6)
-  steps_, state = train.jit_steps(steps_, c, train.device_batch(batches[0]), jax.random.key(0))
-  from pepnet_jax import sharding
-  dev = [sharding.put_batch(train.device_batch(b), steps_.mesh) for b in batches]
-  compiled = steps_.train_step.lower(state, dev[0]).compile()
-  flops = step_flops(compiled)
-  holder = {'state': state}
-
-  def train_n(n):
-    s = holder['state']
-    for i in range(n):
-      s, m = steps_.train_step(s, dev[i % len(dev)])
-    jax.block_until_ready(m['loss'])
-    holder['state'] = s
+  steps_, holder, dev, flops = compiled_steps(model, c, batches)
+  train_n = device_loop(steps_, holder, dev)
 
   def infer_n(n):
     p = holder['state'].params
@@ -167,19 +176,8 @@ def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: 
   t0 = time.perf_counter()
   host = host_batches(0)
   host_ms = (time.perf_counter() - t0) / n_batches * 1e3
-  steps_ = train.make_steps(model, c, total_steps=10**6)
-  steps_, state = train.jit_steps(steps_, c, train.device_batch(host[0]), jax.random.key(0))
-  dev = [train.to_device(b, steps_.mesh) for b in host]
-  compiled = steps_.train_step.lower(state, dev[0]).compile()
-  flops = step_flops(compiled)
-  holder = {'state': state}
-
-  def device_only(n):
-    s = holder['state']
-    for i in range(n):
-      s, m = steps_.train_step(s, dev[i % len(dev)])
-    jax.block_until_ready(m['loss'])
-    holder['state'] = s
+  steps_, holder, dev, flops = compiled_steps(model, c, host)
+  device_only = device_loop(steps_, holder, dev)
 
   def host_fed(n):
     """Batch assembly, OOV rows, transfer and step, with the trainer's one-step-late

@@ -123,7 +123,7 @@ def test_scale_to_batch_moves_the_rates_by_the_rule():
   s = configs.apply_recipe(configs.base_config(), 'converge', batch_size=4 * configs.RECIPE_BATCH)
   assert s.data.batch_size == 4096
   assert s.optim.embedding.lr == pytest.approx(4 * c.optim.embedding.lr)
-  assert s.optim.dense.lr == pytest.approx(2 * c.optim.dense.lr)
+  assert s.optim.dense.lr == pytest.approx(4 * c.optim.dense.lr)
   assert s.optim.dense.warmup_steps == c.optim.dense.warmup_steps // 4
   same = configs.apply_recipe(configs.base_config(), 'converge', batch_size=configs.RECIPE_BATCH)
   assert same.optim.to_dict() == c.optim.to_dict()
