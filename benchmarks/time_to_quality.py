@@ -6,7 +6,7 @@ to the final report, for one or more runs on the same data, one after the other.
   python benchmarks/time_to_quality.py --run b1024 --run 'b4096=args:--config.data.batch_size=4096'
 
 Each ``--run NAME[=rev:REV][=args:ARGS]`` runs ``python run.py --config CONFIG --workdir
-OUT/runs/NAME --config.data.dir=DATA ARGS``: at revision REV (checked out into a temporary
+WORKDIRS/NAME --config.data.dir=DATA ARGS``: at revision REV (checked out into a temporary
 worktree and run from there) or, without ``rev:``, in this checkout. Runs go one after the
 other, never together, so that they share the machine fairly; a run whose report.json exists
 is read back instead of run again (delete its folder to rerun it).
@@ -17,7 +17,9 @@ README's ``experiments/kuairand.py``.
 
 Saves OUT/time_to_quality.json (per run: the command, every validation's step, wall time and
 mean AUC, the best one, the test mean AUC, the total wall time), OUT/time_to_quality.png
-(validation mean AUC against wall time, one curve a run) and prints a table.
+(validation mean AUC against wall time, one curve a run), each run's report, validation lines
+and time-stamped log under OUT/runs/NAME (the checkpoints and caches stay in WORKDIRS,
+default runs/time_to_quality), and prints a table.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,6 +152,8 @@ def main(argv=None):
   p.add_argument('--rows', type=int, default=QUALITY_ROWS,
                  help='rows of the default generated data')
   p.add_argument('--out', default='docs/results/time_to_quality')
+  p.add_argument('--workdirs', default='runs/time_to_quality',
+                 help='where the runs train (checkpoints, caches); kept out of --out')
   a = p.parse_args(argv)
   runs = [parse_run(s) for s in a.run]
   if len({r['name'] for r in runs}) != len(runs):
@@ -159,7 +164,7 @@ def main(argv=None):
   results = []
   with tempfile.TemporaryDirectory() as tmp:
     for r in runs:
-      wd = os.path.join(out, 'runs', r['name'])
+      wd = os.path.join(os.path.abspath(a.workdirs), r['name'])
       report_path = os.path.join(wd, 'report.json')
       record = os.path.join(wd, 'time_to_quality_run.json')
       if os.path.exists(report_path) and os.path.exists(record):
@@ -182,6 +187,14 @@ def main(argv=None):
           json.dump(run, f, indent=2)
       with open(report_path) as f:
         results.append(summarize(run, json.load(f)))
+      keep = os.path.join(out, 'runs', r['name'])
+      os.makedirs(keep, exist_ok=True)
+      for name in ('report.json', 'metrics.jsonl', 'config.json', 'time_to_quality.log',
+                   'time_to_quality_run.json'):
+        if os.path.exists(os.path.join(wd, name)):
+          shutil.copyfile(os.path.join(wd, name), os.path.join(keep, name))
+  # The temporary checkouts are gone with their folder; drop git's records of them.
+  subprocess.run(['git', '-C', ROOT, 'worktree', 'prune'], check=False)
   summary = {'data': data, 'config': a.config, 'machine': platform.processor() or
              platform.machine(), 'cpu_count': os.cpu_count(),
              'date': time.strftime('%Y-%m-%d'), 'runs': results}

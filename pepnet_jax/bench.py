@@ -180,18 +180,29 @@ def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: 
   device_only = device_loop(steps_, holder, dev)
 
   def host_fed(n):
-    """Batch assembly, OOV rows, transfer and step, with the trainer's one-step-late
-    finiteness check."""
-    s, pending, gen = holder['state'], None, ds.train_batches(batch_size, seed=1, epoch=0)
-    for i in range(n):
-      b = next(gen)
-      b['features'] = train.drop_cold_rows(b['features'], cold, kinds, oov, c.data.seed,
-                                           i + 1, 1, None)
-      s, m = steps_.train_step(s, train.to_device(b, steps_.mesh))
-      if pending is not None:
-        bool(pending['finite'])
-      pending = m
-    jax.block_until_ready(m['loss'])
+    """Steps fed as this revision's trainer feeds them: its ``device_batches`` (batches made
+    and transferred in a background thread) where it has one, else one by one on the main
+    thread (assembly, OOV rows, transfer); the finiteness flag read one step late."""
+    s, pending = holder['state'], None
+    threaded = getattr(train, 'device_batches', None)
+    if threaded:
+      gen = threaded(ds, c, steps_, ds.num_train_batches(batch_size), 0, spec, infos)
+    else:
+      def serial():
+        for i, b in enumerate(ds.train_batches(batch_size, seed=c.data.seed, epoch=0)):
+          b['features'] = train.drop_cold_rows(b['features'], cold, kinds, oov, c.data.seed,
+                                               i + 1, 1, None)
+          yield train.to_device(b, steps_.mesh)
+      gen = serial()
+    try:
+      for _ in range(n):
+        s, m = steps_.train_step(s, next(gen))
+        if pending is not None:
+          bool(pending['finite'])
+        pending = m
+      jax.block_until_ready(m['loss'])
+    finally:
+      gen.close()
     holder['state'] = s
 
   device_only(3)
