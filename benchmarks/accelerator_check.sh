@@ -45,7 +45,7 @@ log "profile: evaluation step"
 $py benchmarks/profile_step.py --batch_size 16384 --eval --out "$out/profile_eval.json" \
   | tee "$out/profile_eval.txt"
 log "time to quality (${TTQ_ROWS:=600000} generated rows)"
-$py benchmarks/time_to_quality.py --run "$(echo "$($py -c 'import jax; print(jax.default_backend())')")" \
+$py benchmarks/time_to_quality.py --run "$($py -c 'import jax; print(jax.default_backend())')" \
   --rows "$TTQ_ROWS" --out "$out/time_to_quality" | tail -8 | tee "$out/time_to_quality.txt"
 if [[ -n "${OUT:-}" ]]; then  # the device tool's result folder
   cp "$out"/*.json "$out"/*.txt "$OUT"/ 2>/dev/null || true

@@ -21,6 +21,8 @@ import argparse
 import collections
 import glob
 import gzip
+import importlib.util
+import itertools
 import json
 import os
 import re
@@ -29,7 +31,7 @@ import time
 
 import jax
 
-from pepnet_jax import cold_start, configs, train
+from pepnet_jax import train
 
 # (part, test on the operation's name and its source op name), first match wins.
 PARTS = (
@@ -60,13 +62,16 @@ def part_of(name: str, op: str) -> str:
   return next(p for p, test in PARTS if test(name, op))
 
 
-def kuairand_config(rows: int, batch_size: int):
-  c = configs.base_config()
-  configs.use_generated_data(c, rows, users=27_285, videos=7_583, authors=6_510)
-  configs.apply_recipe(c, 'converge', max_epochs=20)
-  c.data.features = []
-  c.data.batch_size = batch_size
-  return c
+def _this_checkouts_bench():
+  """This checkout's pepnet_jax/bench.py, loaded by path: its KuaiRand workload (config and
+  batches) is written against public training functions only, so it also serves an older
+  revision's library on PYTHONPATH, whose own bench module may not have it."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      'pepnet_jax', 'bench.py')
+  spec = importlib.util.spec_from_file_location('bench_of_this_checkout', path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
 
 
 def op_names(hlo_text: str) -> dict:
@@ -145,18 +150,13 @@ def main(argv=None):
   if a.table:
     print(side_by_side(a.table))
     return None
-  c = kuairand_config(a.rows, a.batch_size)
+  bench = _this_checkouts_bench()
+  c = bench.kuairand_config(a.rows, a.batch_size)
   with tempfile.TemporaryDirectory() as tmp:
     datasets, infos, spec, _, model = train.setup_run(c, os.path.join(tmp, 'work'))
     ds = datasets['train']
-    cold, kinds = cold_start.entity_features(spec), {f.name: f.kind for f in infos}
-    gen = ds.train_batches(a.batch_size, seed=0, epoch=0)
-    host = []
-    for i in range(min(a.steps, ds.num_train_batches(a.batch_size))):
-      b = next(gen)
-      b['features'] = train.drop_cold_rows(b['features'], cold, kinds, c.train.oov_rate, 0,
-                                           i + 1, 1, None)
-      host.append(b)
+    host = list(itertools.islice(bench.kuairand_batches(ds, c, spec, infos),
+                                 min(a.steps, ds.num_train_batches(a.batch_size))))
     steps = train.make_steps(model, c, 10**6)
     steps, state = train.jit_steps(steps, c, train.device_batch(host[0]), jax.random.key(0))
     dev = [train.to_device(b, steps.mesh) for b in host]

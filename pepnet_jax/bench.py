@@ -150,31 +150,29 @@ def kuairand_config(rows: int, batch_size: int):
   return c
 
 
+def kuairand_batches(ds, c, spec, infos):
+  """The first epoch's training batches on the host as the trainer makes them one by one
+  (steps 1, 2, ...: the OOV rows of ``config.train.oov_rate`` dropped), with only public
+  training functions, so an older revision's library makes them the same way."""
+  from pepnet_jax import cold_start
+  cold, kinds = cold_start.entity_features(spec), {f.name: f.kind for f in infos}
+  for step, b in enumerate(ds.train_batches(c.data.batch_size, seed=c.data.seed, epoch=0), 1):
+    b['features'] = train.drop_cold_rows(b['features'], cold, kinds, float(c.train.oov_rate),
+                                         c.data.seed, step, 1, None)
+    yield b
+
+
 def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: str) -> dict:
   """The real training step (see the module docstring); every figure a median."""
-  from pepnet_jax import cold_start
   c = kuairand_config(rows, batch_size)
   datasets, infos, spec, _, model = train.setup_run(c, workdir)
   ds = datasets['train']
-  cold, kinds = cold_start.entity_features(spec), {f.name: f.kind for f in infos}
-  oov = float(c.train.oov_rate)
   n_batches = min(steps, ds.num_train_batches(batch_size))
   if n_batches < 2:
     raise ValueError(f'--kuairand_rows={rows} gives {ds.num_rows} training rows: too few '
                      f'for batches of {batch_size}')
-
-  def host_batches(start):
-    """``n_batches`` batches as the trainer makes them (steps start+1 ...)."""
-    out, gen = [], ds.train_batches(batch_size, seed=c.data.seed, epoch=0)
-    for i in range(n_batches):
-      b = next(gen)
-      b['features'] = train.drop_cold_rows(b['features'], cold, kinds, oov, c.data.seed,
-                                           start + i + 1, 1, None)
-      out.append(b)
-    return out
-
   t0 = time.perf_counter()
-  host = host_batches(0)
+  host = list(itertools.islice(kuairand_batches(ds, c, spec, infos), n_batches))
   host_ms = (time.perf_counter() - t0) / n_batches * 1e3
   steps_, holder, dev, flops = compiled_steps(model, c, host)
   device_only = device_loop(steps_, holder, dev)
@@ -188,12 +186,7 @@ def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: 
     if threaded:
       gen = threaded(ds, c, steps_, ds.num_train_batches(batch_size), 0, spec, infos)
     else:
-      def serial():
-        for i, b in enumerate(ds.train_batches(batch_size, seed=c.data.seed, epoch=0)):
-          b['features'] = train.drop_cold_rows(b['features'], cold, kinds, oov, c.data.seed,
-                                               i + 1, 1, None)
-          yield train.to_device(b, steps_.mesh)
-      gen = serial()
+      gen = (train.to_device(b, steps_.mesh) for b in kuairand_batches(ds, c, spec, infos))
     try:
       for _ in range(n):
         s, m = steps_.train_step(s, next(gen))

@@ -326,9 +326,8 @@ def predict_arrays(steps: Steps, params, dataset, batch_size: int, progress: boo
 
   # Batches are assembled in a background thread, and batch i + 1 is dispatched before
   # batch i's predictions are read back, so the host's copying overlaps the device's work.
-  from pepnet_jax.data import pipeline
   pending = None
-  for i, batch in enumerate(pipeline.prefetch_iter(dataset.eval_batches(batch_size), 2)):
+  for i, batch in enumerate(dataset.eval_batches(batch_size, prefetch=2)):
     out = steps.eval_step(params, to_device(batch, steps.mesh))
     if pending is not None:
       keep(*pending)
