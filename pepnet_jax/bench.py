@@ -16,9 +16,10 @@ The ``kuairand`` workload is the step users run (``--workloads kuairand
 --batch_sizes 1024,4096``): ``experiments/kuairand.py``'s model and ``converge``
 recipe (the full 40-field KuaiRand preset, dropout, L2 on touched rows, OOV rows,
 warm-up) on real batches of a generated KuaiRand-format log at KuaiRand-Pure's
-user / video / author counts (``--kuairand_rows``, made once under
-``data_cache/``). It reports the device step alone and the step fed as the
-trainer feeds it (batch assembly, OOV rows and the transfer included). It uses
+user / video / author counts (``--kuairand_rows``, made once under the
+checkout's ``data_cache/``, or ``--data_cache``). It reports the device step
+alone and the step fed as the trainer feeds it (batch assembly, OOV rows and
+the transfer included). It uses
 only the library's public training functions, so ``PYTHONPATH=<older checkout>
 python pepnet_jax/bench.py --workloads kuairand`` times an older revision's
 step on the same data (benchmarks/bench_revisions.sh does both).
@@ -42,6 +43,10 @@ from pepnet_jax import configs, synthetic, train
 from pepnet_jax.models import build_model
 
 WORKLOADS = {'small': 7_583, 'large': 1_000_000, 'xl': 10_000_000}
+# The kuairand workload's generated data: the checkout's data_cache/ (where the README's
+# commands, run from the checkout, keep it), whatever the current directory.
+DATA_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          'data_cache')
 
 
 def peak_memory_mb() -> dict:
@@ -139,11 +144,17 @@ def run_one(workload: str, task_gates: str, update: str, dtype: str, num_devices
   return res
 
 
-def kuairand_config(rows: int, batch_size: int):
+def kuairand_config(rows: int, batch_size: int, data_cache: str | None = None):
   """experiments/kuairand.py's training config on generated data of ``rows`` log rows
-  at KuaiRand-Pure's sizes (the quality data's shape, fewer rows)."""
+  at KuaiRand-Pure's sizes (the quality data's shape, fewer rows), kept under
+  ``data_cache`` (default ``DATA_CACHE``)."""
   c = configs.base_config()
   configs.use_generated_data(c, rows, users=27_285, videos=7_583, authors=6_510)
+  root = os.path.abspath(data_cache or DATA_CACHE)
+  # The folder's name from use_generated_data, moved under ``root`` (older revisions' library
+  # names it relative to the current directory, newer ones under their checkout).
+  c.data.dir = os.path.join(root, os.path.basename(os.path.normpath(c.data.dir)))
+  c.data.cache_dir = os.path.join(c.data.dir, '.cache')
   configs.apply_recipe(c, 'converge', max_epochs=20)
   c.data.features = []  # the format's full preset: 40 fields
   c.data.batch_size = batch_size
@@ -162,9 +173,10 @@ def kuairand_batches(ds, c, spec, infos):
     yield b
 
 
-def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: str) -> dict:
+def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: str,
+                 data_cache: str | None = None) -> dict:
   """The real training step (see the module docstring); every figure a median."""
-  c = kuairand_config(rows, batch_size)
+  c = kuairand_config(rows, batch_size, data_cache)
   datasets, infos, spec, _, model = train.setup_run(c, workdir)
   ds = datasets['train']
   n_batches = min(steps, ds.num_train_batches(batch_size))
@@ -301,6 +313,9 @@ def main(argv=None):
   p.add_argument('--workdir', default='',
                  help='kuairand workload: where its vocabulary and cache go (default: a '
                       'temporary folder)')
+  p.add_argument('--data_cache', default='',
+                 help='kuairand workload: where its generated data is kept (default: this '
+                      'checkout\'s data_cache/)')
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--peak', action='store_true', help='also measure the float32 matmul peak')
@@ -328,7 +343,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
       for bs in sizes:
         print(f'benchmarking kuairand (converge recipe, real batches) batch={bs} ...', flush=True)
-        rows.append(run_kuairand(bs, a.steps, a.repeats, a.kuairand_rows, a.workdir or tmp))
+        rows.append(run_kuairand(bs, a.steps, a.repeats, a.kuairand_rows, a.workdir or tmp,
+                                 a.data_cache or None))
         r = rows[-1]
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
         print(f'  validation pass over {r["eval_rows"]:,} rows: {r["evaluate_rows_per_sec"]:,.0f} '

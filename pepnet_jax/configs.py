@@ -6,6 +6,8 @@ field can be set on the command line: ``--config.model.gamma=1.5``.
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 def optim_config(embed_lr: float = 0.05, dense_lr: float = 5e-6) -> ml_collections.ConfigDict:
@@ -307,19 +309,31 @@ def validate_train(c: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.data.batch_size={c.data.batch_size}: must be >= 1')
 
 
+def data_cache_root() -> str:
+  """Where generated datasets live: ``$PEPNET_DATA_CACHE`` if set, else ``data_cache/`` in
+  this checkout (beside ``experiments/``), else ``~/.cache/pepnet_jax`` for an installed
+  package; never the current directory, so a run started elsewhere finds the same data."""
+  if os.environ.get('PEPNET_DATA_CACHE'):
+    return os.path.abspath(os.environ['PEPNET_DATA_CACHE'])
+  checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if os.path.isdir(os.path.join(checkout, 'experiments')):
+    return os.path.join(checkout, 'data_cache')
+  return os.path.join(os.path.expanduser('~'), '.cache', 'pepnet_jax')
+
+
 def use_generated_data(c: ml_collections.ConfigDict, rows: int, users: int = 5000,
                        videos: int = 2000, authors: int = 600, seed: int = 0):
   """Points ``c`` at a generated KuaiRand-format dataset shared by every run.
 
   The data and its columnar cache live in
-  ``data_cache/synth_<rows>_u<users>_v<videos>_a<authors>_s<seed>_g<generator version>``
-  under the current directory (a newer generator makes a new folder) (run sweeps from the repository root), so the
-  points of a sweep generate and parse it once, whatever their workdirs.
+  ``<data_cache_root()>/synth_<rows>_u<users>_v<videos>_a<authors>_s<seed>_g<generator
+  version>`` (a newer generator makes a new folder), so the points of a sweep generate and
+  parse it once, whatever their workdirs.
   """
   from pepnet_jax.data.kuairand_synth import GENERATOR_VERSION  # pulls pandas: lazily
   name = f'synth_{rows}_u{users}_v{videos}_a{authors}_s{seed}_g{GENERATOR_VERSION}'
-  c.data.dir = f'data_cache/{name}'
-  c.data.cache_dir = f'data_cache/{name}/.cache'
+  c.data.dir = os.path.join(data_cache_root(), name)
+  c.data.cache_dir = os.path.join(c.data.dir, '.cache')
   c.data.generate = dict(rows=rows, users=users, videos=videos, authors=authors, seed=seed,
                          random_rows=0)
   return c

@@ -40,8 +40,12 @@ def param_labels(params, optim_config) -> Any:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def schedule(group_config, total_steps: int) -> optax.Schedule:
-  """Learning-rate schedule of one group: constant | cosine | warmup_cosine | linear."""
+def schedule(group_config, total_steps: int, name: str = '<group>') -> optax.Schedule:
+  """Learning-rate schedule of one group: constant | cosine | warmup_cosine | linear.
+
+  ``warmup_steps`` (linear from 0) precedes every kind; the decaying kinds reach 0 at
+  ``total_steps``.
+  """
   lr = float(group_config.lr)
   kind = group_config.get('schedule', 'constant')
   warmup = int(group_config.get('warmup_steps', 0))
@@ -54,13 +58,18 @@ def schedule(group_config, total_steps: int) -> optax.Schedule:
   if kind in ('cosine', 'warmup_cosine'):
     return optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup, max(steps, warmup + 1))
   if kind == 'linear':
+    if warmup:
+      return optax.join_schedules(
+          [optax.linear_schedule(0.0, lr, warmup),
+           optax.linear_schedule(lr, 0.0, max(steps - warmup, 1))], [warmup])
     return optax.linear_schedule(lr, 0.0, steps)
-  raise ValueError(f"config.optim.<group>.schedule={kind!r}: use constant|cosine|warmup_cosine|linear")
+  raise ValueError(f"config.optim.{name}.schedule={kind!r}: use "
+                   "constant|cosine|warmup_cosine|linear")
 
 
 def group_transform(name: str, group_config, total_steps: int) -> optax.GradientTransformation:
   opt = group_config.optimizer
-  lr = schedule(group_config, total_steps)
+  lr = schedule(group_config, total_steps, name)
   if opt == 'adagrad':
     return optax.adagrad(lr, initial_accumulator_value=group_config.get('initial_accumulator', 0.1),
                          eps=group_config.get('eps', 1e-7))

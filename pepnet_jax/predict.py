@@ -31,6 +31,7 @@ def read_chunks(config, workdir: str, input_path: str):
   file, chunk by chunk through the format's ``read_file_chunks`` (or whole, ``read_file``)."""
   from pepnet_jax import features
   from pepnet_jax.data import formats, pipeline, prepare
+  from pepnet_jax.data.errors import DataError
   spec = features.spec_from_config(config.data)
   vocab = pipeline.load_vocab(workdir)
   vocab.check_spec(spec)
@@ -40,19 +41,26 @@ def read_chunks(config, workdir: str, input_path: str):
   parts = fmt.read_file_chunks(*args) if fmt.read_file_chunks else iter([fmt.read_file(*args)])
 
   def chunks():
+    rows = 0
     for frame, raw in parts:
       bad = {k: len(v) for k, v in raw.items() if len(v) != len(frame)}
       if bad:
         raise ValueError(f'format {spec.format!r}: read_file returned {len(frame)} rows but '
                          f'key columns of other lengths {bad}')
+      if not len(frame):
+        continue  # nothing to score; a format may end on an empty chunk
+      rows += len(frame)
       columns = pipeline.encode_frame(frame, spec, vocab)
       yield (pipeline.Dataset.from_columns(columns, spec), raw,
              unseen_ids(frame, columns, spec))
+    if not rows:
+      raise DataError(f'{input_path}: no rows to predict')
   return spec, vocab, chunks()
 
 
 def read_input(config, workdir: str, input_path: str):
-  """(Dataset, raw key columns, data spec, feature infos) for one whole input file."""
+  """(Dataset, raw key columns, data spec, feature infos) for one whole input file, read
+  chunk by chunk (``predict_file`` scores without holding it all); DataError when empty."""
   from pepnet_jax.data import pipeline
   spec, vocab, chunks = read_chunks(config, workdir, input_path)
   datasets, raws, unseen = [], [], UnseenCount()

@@ -539,8 +539,38 @@ def _selector(config, steps_per_epoch: int, meta: dict, has_valid: bool):
                                       float(tc.get('min_delta', 0.0))), eval_every
 
 
+@dataclasses.dataclass
+class _Run:
+  """What the phases of ``train_and_evaluate`` share: data, steps, state and bookkeeping."""
+  config: Any
+  workdir: str
+  datasets: dict
+  infos: Any
+  data_spec: Any
+  steps: Steps
+  state: Any
+  checkpointer: Any
+  start: int
+  total: int
+  steps_per_epoch: int
+  n_params: int
+  selector: Any = None
+  eval_every: int = 0
+  best_ckpt: Any = None
+
+
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  from pepnet_jax import report as report_lib
+  """The phases in order: set up (data, model, steps), restore, train with validation and
+  model selection, restore the best step, report on the test split."""
+  run = _set_up(config, workdir)
+  _announce(run)
+  _train(run)
+  state, selected, best_meta, report_step = _restore_best(run)
+  return _report(run, state, report_step, selected, best_meta)
+
+
+def _set_up(config, workdir: str) -> _Run:
+  """Data, model and jitted steps, restored from the workdir's latest checkpoint if any."""
   old_path = os.path.join(workdir, 'config.json')
   old_config_text = open(old_path).read() if os.path.exists(old_path) else None
   save_config(config, workdir)
@@ -560,125 +590,182 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   best_ckpt = (ckpt_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
                if selector else None)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  print(f'{config.model.name}: {n_params:,} parameters; {train_ds.num_rows:,} training rows, '
-        f'{steps_per_epoch} steps/epoch, {total} steps, batch {config.data.batch_size}, '
+  return _Run(config, workdir, datasets, infos, data_spec, steps, state, checkpointer, start,
+              total, steps_per_epoch, n_params, selector, eval_every, best_ckpt)
+
+
+def _announce(run: _Run) -> None:
+  """The run's first lines: sizes, the recipe, the selection rule."""
+  config, selector = run.config, run.selector
+  print(f'{config.model.name}: {run.n_params:,} parameters; '
+        f'{run.datasets["train"].num_rows:,} training rows, {run.steps_per_epoch} steps/epoch, '
+        f'{run.total} steps, batch {config.data.batch_size}, '
         f'{len(jax.devices())} device(s) [{jax.default_backend()}]', flush=True)
   print(configs.describe_recipe(config), flush=True)
   if selector:
-    print(f'Model selection: validation {selector.metric} ({selector.mode}) every {eval_every} '
-          f'steps; ' + (f'early stopping after {selector.patience} evaluations without '
-                        'improvement' if selector.patience else 'no early stopping')
+    print(f'Model selection: validation {selector.metric} ({selector.mode}) every '
+          f'{run.eval_every} steps; ' + (f'early stopping after {selector.patience} evaluations '
+                                         'without improvement' if selector.patience
+                                         else 'no early stopping')
           + '; the report uses the best step', flush=True)
-  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
-  writer.drop_after(start)  # lines a killed run logged after its last checkpoint
-  progress = writers.Progress(total, start, writer)
-  batches = device_batches(train_ds, config, steps, steps_per_epoch, start, data_spec, infos)
-  guard = _FiniteGuard(tc.get('nonfinite', 'stop'), data_spec.tasks, checkpointer,
+
+
+def _log_train(run: _Run, progress, step: int, metrics, guard, throughput) -> None:
+  """One training log line; one transfer for every logged figure (it blocks, so the
+  throughput figure is honest)."""
+  guard.check()
+  logged = jax.device_get({k: metrics[k] for k in ('loss', 'grad_norm', 'task_loss')})
+  scalars = {'loss': float(logged['loss']), 'examples_per_sec': throughput.rate(),
+             'grad_norm': float(logged['grad_norm'])}
+  scalars.update({f'loss/{t}': float(v)
+                  for t, v in zip(run.data_spec.tasks, logged['task_loss'])})
+  if guard.skipped:
+    scalars['skipped_steps'] = guard.skipped
+  progress.report(step, 'train', scalars)
+
+
+class _Validation:
+  """Validates, updates the selector, keeps the best step's state, decides early stopping."""
+
+  def __init__(self, run: _Run):
+    self.run = run
+    tc = run.config.train
+    self.min_positives = (int(tc.get('select_min_positives', 0)) if run.selector else 0)
+    self.judged_shown = False
+
+  def due(self, step: int) -> bool:
+    run = self.run
+    return bool('valid' in run.datasets and run.eval_every and (
+        step % run.eval_every == 0 or (run.selector is not None and step == run.total)))
+
+  def __call__(self, step: int, state, progress) -> float:
+    """Runs one validation at ``step``; returns the seconds it took."""
+    run, selector, tc = self.run, self.run.selector, self.run.config.train
+    t_eval = time.time()
+    res = evaluate_dataset(run.steps, state.params, run.datasets['valid'], run.data_spec,
+                           run.config.data.eval_batch_size, tc.get('metrics', ()))
+    scalars = flat_scalars(res)
+    if self.min_positives:
+      scalars.update(selection.judged_scalars(res, tc.select_metric, self.min_positives))
+      if not self.judged_shown:
+        self.judged_shown = True
+        print(f'Selection on {selector.metric}: the mean over '
+              f'{", ".join(selection.judged_tasks(res, self.min_positives))} (at least '
+              f'{self.min_positives} validation positives)', flush=True)
+    best = selector.update(step, scalars) if selector else False
+    progress.report(step, 'valid', scalars, note='(best)' if best else '')
+    if best:
+      run.best_ckpt.save(step, state, meta={'valid': _summary(res)}, force=True)
+      # Finished before anything else saves: in a multi-host job orbax names its
+      # barriers by step, so the periodic save of this same step would collide.
+      run.best_ckpt.wait()
+    if selector and selector.should_stop:
+      selector.stopped_at = step
+      print(f'Early stopping at step {step}: no improvement of validation '
+            f'{selector.metric} in {selector.patience} evaluations; best step '
+            f'{selector.best_step} ({selector.best_value:.4f})', flush=True)
+    return time.time() - t_eval
+
+
+def _save_if_newer(checkpointer, step: int, state, meta: dict) -> None:
+  if checkpointer.latest_step() != step:
+    checkpointer.save(step, state, meta=meta, force=True)
+
+
+def _train(run: _Run) -> None:
+  """Steps ``start + 1 .. total`` (or until early stopping), validating and checkpointing on
+  the way; a signal saves the current step and raises ``interrupts.Interrupted``."""
+  config, tc, selector, checkpointer = run.config, run.config.train, run.selector, run.checkpointer
+  writer = writers.MetricWriter(run.workdir, enabled=jax.process_index() == 0)
+  writer.drop_after(run.start)  # lines a killed run logged after its last checkpoint
+  progress = writers.Progress(run.total, run.start, writer)
+  batches = device_batches(run.datasets['train'], config, run.steps, run.steps_per_epoch,
+                           run.start, run.data_spec, run.infos)
+  guard = _FiniteGuard(tc.get('nonfinite', 'stop'), run.data_spec.tasks, checkpointer,
                        int(tc.get('max_skipped_steps', 10)))
   stop = interrupts.StopFlag()
   throughput = writers.Throughput()
-  min_positives = int(tc.get('select_min_positives', 0)) if selector else 0
-  judged_shown = False
+  validation = _Validation(run)
+  state = run.state
   try:
     with interrupts.deferred(stop):
-      last = selector.stopped_at if selector and selector.stopped_at else total
-      for step in range(start + 1, last + 1):
-        state, metrics = steps.train_step(state, next(batches))
+      last = selector.stopped_at if selector and selector.stopped_at else run.total
+      for step in range(run.start + 1, last + 1):
+        state, metrics = run.steps.train_step(state, next(batches))
         guard.push(step, metrics)
         throughput.add(config.data.batch_size)
-        if step % tc.log_every == 0 or step == total:
+        if step % tc.log_every == 0 or step == run.total:
+          _log_train(run, progress, step, metrics, guard, throughput)
+        if validation.due(step):
           guard.check()
-          # One transfer for every logged figure (blocks: the throughput figure is honest).
-          logged = jax.device_get({k: metrics[k] for k in ('loss', 'grad_norm', 'task_loss')})
-          scalars = {'loss': float(logged['loss']), 'examples_per_sec': throughput.rate(),
-                     'grad_norm': float(logged['grad_norm'])}
-          scalars.update({f'loss/{t}': float(v)
-                          for t, v in zip(data_spec.tasks, logged['task_loss'])})
-          if guard.skipped:
-            scalars['skipped_steps'] = guard.skipped
-          progress.report(step, 'train', scalars)
-        validate = 'valid' in datasets and eval_every and (
-            step % eval_every == 0 or (selector is not None and step == total))
-        if validate:
-          guard.check()
-          t_eval = time.time()
-          res = evaluate_dataset(steps, state.params, datasets['valid'], data_spec,
-                                 config.data.eval_batch_size, config.train.get('metrics', ()))
-          scalars = flat_scalars(res)
-          if min_positives:
-            scalars.update(selection.judged_scalars(res, tc.select_metric, min_positives))
-            if not judged_shown:
-              judged_shown = True
-              print(f'Selection on {selector.metric}: the mean over '
-                    f'{", ".join(selection.judged_tasks(res, min_positives))} (at least '
-                    f'{min_positives} validation positives)', flush=True)
-          best = selector.update(step, scalars) if selector else False
-          progress.report(step, 'valid', scalars, note='(best)' if best else '')
-          if best:
-            best_ckpt.save(step, state, meta={'valid': _summary(res)}, force=True)
-            # Finished before anything else saves: in a multi-host job orbax names its
-            # barriers by step, so the periodic save of this same step would collide.
-            best_ckpt.wait()
-          if selector and selector.should_stop:
-            selector.stopped_at = step
-            print(f'Early stopping at step {step}: no improvement of validation '
-                  f'{selector.metric} in {selector.patience} evaluations; best step '
-                  f'{selector.best_step} ({selector.best_value:.4f})', flush=True)
-          throughput.pause(time.time() - t_eval)
+          throughput.pause(validation(step, state, progress))
         run_meta = {'selection': selector.to_meta()} if selector else {}
         if tc.checkpoint_every and step % tc.checkpoint_every == 0:
           guard.check()
           checkpointer.save(step, state, meta=run_meta)
         if selector and selector.stopped_at:
-          if checkpointer.latest_step() != step:
-            checkpointer.save(step, state, meta=run_meta, force=True)
+          _save_if_newer(checkpointer, step, state, run_meta)
           break
         signum = interrupts.agreed_signal(stop, step, tc.log_every)
         if signum:
           stop.signum = signum
           guard.check()
-          if checkpointer.latest_step() != step:
-            checkpointer.save(step, state, meta=run_meta, force=True)
+          _save_if_newer(checkpointer, step, state, run_meta)
           checkpointer.wait()
           raise interrupts.Interrupted(
-              f'{stop.name}: stopped at step {step} of {total}; saved a checkpoint in '
+              f'{stop.name}: stopped at step {step} of {run.total}; saved a checkpoint in '
               f'{checkpointer.directory}. Run the same command to resume.', stop.signum)
       guard.check()
-    if total > start and checkpointer.latest_step() != total and not (
+    if run.total > run.start and checkpointer.latest_step() != run.total and not (
         selector and selector.stopped_at):
-      checkpointer.save(total, state, meta={'selection': selector.to_meta()} if selector else {},
-                        force=True)
+      checkpointer.save(run.total, state,
+                        meta={'selection': selector.to_meta()} if selector else {}, force=True)
   finally:
     batches.close()
     checkpointer.close()
     writer.close()
-    if best_ckpt:
-      best_ckpt.close()  # an interrupted run still lands its best step
-  report_step, selected = total, None
-  if selector and selector.best_step:
-    best_ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
-    state, best_meta, report_step = best_ckpt.restore_latest(state)
-    best_ckpt.close()
-    selected = dict(metric=selector.metric, value=selector.best_value, step=report_step,
-                    stopped_at=selector.stopped_at or None, last_step=checkpointer.latest_step())
-    print(f'Best validation {selector.metric} {selector.best_value:.4f} at step {report_step}'
-          f'{f" (stopped early at step {selector.stopped_at})" if selector.stopped_at else ""};'
-          ' the report uses that step', flush=True)
-  split = tc.get('report_split', 'test')
+    if run.best_ckpt:
+      run.best_ckpt.close()  # an interrupted run still lands its best step
+  run.state = state
+
+
+def _restore_best(run: _Run):
+  """(state, selection summary or None, the best step's validation summary, its step): the
+  best validation step's parameters when a selector chose one, else the last step's."""
+  selector = run.selector
+  if not (selector and selector.best_step):
+    return run.state, None, None, run.total
+  best_ckpt = ckpt_lib.Checkpointer(os.path.join(run.workdir, 'best'), max_to_keep=1)
+  state, best_meta, report_step = best_ckpt.restore_latest(run.state)
+  best_ckpt.close()
+  selected = dict(metric=selector.metric, value=selector.best_value, step=report_step,
+                  stopped_at=selector.stopped_at or None,
+                  last_step=run.checkpointer.latest_step())
+  print(f'Best validation {selector.metric} {selector.best_value:.4f} at step {report_step}'
+        f'{f" (stopped early at step {selector.stopped_at})" if selector.stopped_at else ""};'
+        ' the report uses that step', flush=True)
+  return state, selected, best_meta, report_step
+
+
+def _report(run: _Run, state, report_step: int, selected, best_meta) -> dict:
+  """Evaluates ``state`` on the report split; logs, prints and saves the report."""
+  from pepnet_jax import report as report_lib
+  config, datasets = run.config, run.datasets
+  split = config.train.get('report_split', 'test')
   if split not in datasets:
     split = 'valid'
   t0 = time.time()
-  results = evaluate_dataset(steps, state.params, datasets[split], data_spec,
+  results = evaluate_dataset(run.steps, state.params, datasets[split], run.data_spec,
                              config.data.eval_batch_size, config.train.get('metrics', ()))
   eval_secs = time.time() - t0
   results['split'] = split
   results['step'] = int(report_step)
-  results['num_params'] = int(n_params)
+  results['num_params'] = int(run.n_params)
   if selected:
     results['selected'] = selected
     results['best_valid'] = best_meta.get('valid')
   results['inference_examples_per_sec'] = datasets[split].num_rows / max(eval_secs, 1e-9)
-  writer = writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = writers.MetricWriter(run.workdir, enabled=jax.process_index() == 0)
   writer.drop_where(lambda r: r.get('step') == report_step and r.get('split') == split)
   writer.write(report_step, split, flat_scalars(results))
   writer.close()
@@ -686,7 +773,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     print(f'\nEvaluation on the {split} split ({datasets[split].num_rows:,} rows) at step '
           f'{report_step}{" (best on validation)" if selected else ""}:')
     print(report_lib.format_table(results))
-    paths = report_lib.save_report(results, workdir,
+    paths = report_lib.save_report(results, run.workdir,
                                    title=f'{config.model.name} - {split} split, step {report_step}')
     print(f'Report: {paths["json"]} and {paths["png"]}')
   return results

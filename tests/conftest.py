@@ -37,15 +37,19 @@ def load_file(rel: str, name: str):
   return mod
 
 
-def cli_env(*paths: Path | str) -> dict:
-    """Environment for a run.py subprocess: CPU, the shared compilation cache, and the
-    repository root (then ``paths``) on PYTHONPATH."""
+def cli_env(*paths: Path | str, cache: bool = True, **extra: str) -> dict:
+    """The one environment for a subprocess of the tests (run.py, a check script): CPU, the
+    shared compilation cache (unless ``cache=False``), the repository root (then ``paths``)
+    on PYTHONPATH so pepnet_jax imports where it is not installed, and ``extra`` variables."""
     path = os.pathsep.join(filter(None, [*map(str, paths), str(REPO),
                                          os.environ.get('PYTHONPATH')]))
-    return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=path,
-                JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+    env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=path)
+    if cache:
+        env.update(JAX_COMPILATION_CACHE_DIR=str(COMPILATION_CACHE),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+    env.update(extra)
+    return env
 
 
 def require(path: Path) -> Path:

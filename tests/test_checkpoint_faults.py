@@ -30,8 +30,14 @@ def make_state(scale=1.0, w_shape=(48, 40)):
 
 
 def assert_tree_equal(a, b):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x, np.float32), np.asarray(y, np.float32))
+  """Same tree (every key and container, so a lost or extra leaf fails), and equal leaves
+  of the same dtype and shape."""
+  la, lb = jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)
+  assert jax.tree.structure(a) == jax.tree.structure(b), ([p for p, _ in la], [p for p, _ in lb])
+  for (p, x), (_, y) in zip(la, lb, strict=True):
+    assert (np.shape(x), np.asarray(x).dtype) == (np.shape(y), np.asarray(y).dtype), p
+    np.testing.assert_array_equal(np.asarray(x, np.float32), np.asarray(y, np.float32),
+                                  err_msg=jax.tree_util.keystr(p))
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO, cli_env
 from pepnet_jax import checkpoint, metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE_DIR = os.path.join(REPO, '.pytest_cache', 'jax_compilation_cache')
 STEPS = 60
 COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
           f'--config.train.num_steps={STEPS}', '--config.train.checkpoint_every=4',
@@ -25,10 +24,7 @@ COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
 def run_cli(workdir, data_dir, *extra, wait=True):
   cmd = [sys.executable, os.path.join(REPO, 'run.py'), *COMMON, f'--workdir={workdir}',
          f'--config.data.dir={data_dir}', *extra]
-  # A shared persistent compilation cache: later processes skip XLA compiles.
-  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(CACHE_DIR),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  env = cli_env()  # a shared persistent compilation cache: later processes skip XLA compiles
   if not wait:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
   out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -102,7 +98,7 @@ def test_resume_with_a_changed_model_names_the_changed_fields(runs):
   cmd = [sys.executable, os.path.join(REPO, 'run.py'), *COMMON, f'--workdir={runs["killed"]}',
          f'--config.data.dir={runs["data_dir"]}', '--config.model.tower=(48,16)']
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, JAX_PLATFORMS='cpu'))
+                       env=cli_env())
   assert out.returncode != 0
   assert 'does not fit this config' in out.stderr and 'model.tower' in out.stderr
   assert 'Source: MISSING' not in out.stderr  # no orbax tree dump
@@ -131,15 +127,42 @@ def test_predict_matches_evaluation(runs):
 
 
 def test_oracle_comparison_reads_the_truth_files(runs):
-  from pepnet_jax import oracle
+  """The ceiling column against one computed here: the test split's rows (its dates, the
+  run's domains) of the generated logs, their truth file's probabilities, and an AUC
+  independent of pepnet_jax.metrics (scipy's Mann-Whitney U)."""
+  from scipy.stats import mannwhitneyu
+
+  from pepnet_jax import configs, oracle
   out = oracle.compare(str(runs['full']))
   table = {(r['domain'], r['task']): r for r in out['table']}
-  assert {('all', 'is_click'), ('1', 'long_view')} <= set(table)
   report = json.loads((runs['full'] / 'report.json').read_text())
-  assert out['rows'] == report['overall']['is_click']['impressions']
+  data = configs.resolved_data(json.loads((runs['full'] / 'config.json').read_text()))['data']
+  lo, hi = (int(d) for d in data['splits']['test'])
+  tabs = [int(t) for t in data['domains']]
+  frames = []
+  for name in sorted(os.listdir(runs['data_dir'])):
+    if name.startswith('log_standard_') and name.endswith('.csv'):
+      log = pd.read_csv(runs['data_dir'] / name)
+      truth = pd.read_csv(runs['data_dir'] / 'truth' / name)
+      keep = (log['date'].between(lo, hi) & log['tab'].isin(tabs)).to_numpy()
+      frames.append(pd.concat([log[keep].reset_index(drop=True),
+                               truth[keep].reset_index(drop=True)], axis=1))
+  rows = pd.concat(frames, ignore_index=True)
+  assert out['rows'] == len(rows) == report['overall']['is_click']['impressions']
+  assert {('all', 'is_click'), ('1', 'long_view')} <= set(table)
+
+  def hand_auc(sub, task):
+    y, p = sub[task].to_numpy().astype(bool), sub[f'p_{task}'].to_numpy()
+    return mannwhitneyu(p[y], p[~y]).statistic / (y.sum() * (~y).sum())
+  for (dom, task) in [('all', 'is_click'), ('all', 'long_view'), ('1', 'long_view')]:
+    sub = rows if dom == 'all' else rows[rows['tab'] == int(dom)]
+    r = table[(dom, task)]
+    assert r['oracle_auc'] == pytest.approx(hand_auc(sub, task), abs=1e-9), (dom, task)
+    model = report['overall'] if dom == 'all' else report['domains'][dom]
+    assert r['model_auc'] == model[task]['auc']  # the run's own report, as written
+    assert r['lift_share'] == pytest.approx((r['model_auc'] - 0.5) / (r['oracle_auc'] - 0.5))
   for task in ('is_click', 'long_view'):  # frequent labels: the oracle must win
     r = table[('all', task)]
-    assert r['model_auc'] == report['overall'][task]['auc']
     assert 0.5 < r['model_auc'] < r['oracle_auc'] < 1.0
 
 

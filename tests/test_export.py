@@ -42,11 +42,22 @@ def test_train_and_predict_steps_export_for_tpu_gpu_cpu(sparse_group, dtype):
   exp_train = export.export(jax.jit(flat_train_step), platforms=PLATFORMS)(
       spec(leaves), spec(batch))
   exp_pred = export.export(steps.eval_step, platforms=PLATFORMS)(spec(state.params), spec(batch))
-  for exp in (exp_train, exp_pred):
-    assert tuple(exp.platforms) == PLATFORMS
-    blob = exp.serialize()  # needs flatbuffers
-    again = export.deserialize(blob)
-    assert again.platforms == exp.platforms
+  # What each export takes and gives, after a serialization round trip: the state's
+  # leaves and the batch in; out, a state of the same shapes and dtypes with the step's
+  # metrics, and [B, T] float32 probabilities.
+  sds = jax.ShapeDtypeStruct
+  want_train = (spec(leaves), {'loss': sds((), np.float32), 'grad_norm': sds((), np.float32),
+                               'task_loss': sds((len(SPEC.tasks),), np.float32),
+                               'finite': sds((), np.bool_)})
+  for exp, want_out, args in ((exp_train, want_train, (leaves, batch)),
+                              (exp_pred, sds((64, len(SPEC.tasks)), np.float32),
+                               (state.params, batch))):
+    again = export.deserialize(exp.serialize())  # needs flatbuffers
+    assert len(again.platforms) == 3 and again.nr_devices == 1
+    got_out = [(a.shape, a.dtype) for a in again.out_avals]
+    assert got_out == [(a.shape, a.dtype) for a in jax.tree.leaves(want_out)]
+    assert [(a.shape, a.dtype) for a in again.in_avals] == \
+        [(a.shape, a.dtype) for a in jax.tree.leaves(spec(args))]
   # The exported predict step runs here (cpu) and equals the jitted one.
   got = export.deserialize(exp_pred.serialize()).call(state.params, batch)
   np.testing.assert_allclose(np.asarray(got), np.asarray(steps.eval_step(state.params, batch)),

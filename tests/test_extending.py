@@ -236,11 +236,26 @@ def test_predict_scores_with_the_models_own_probabilities(trained):
     assert '2 of 4 rows had an id not seen in training (user_id: 1, item_id: 1)' in out.stdout
 
 
-def test_evaluate_mode_reports_the_same_domains(trained):
+def test_evaluate_mode_reproduces_the_validation_it_selected_by(trained):
+    """--mode=evaluate --split=valid restores the best validation step and scores it as
+    the training run's own validation of that step did (metrics.jsonl), per task and per
+    domain: the same rows, model, probabilities (the model's own) and metrics."""
     root, logs, workdir, _ = trained
     out = _run(root, f'--workdir={workdir}', f'--config.data.dir={logs}', '--mode=evaluate',
                '--split=valid')
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    reports = sorted(workdir.glob('report_valid_step*.json'))
-    assert reports and list(json.loads(reports[-1].read_text())['domains']) == ['home',
-                                                                                 'search']
+    best = json.loads((workdir / 'report.json').read_text())['selected']['step']
+    report = json.loads((workdir / f'report_valid_step{best}.json').read_text())
+    assert list(report['domains']) == ['home', 'search']
+    logged = [r for r in map(json.loads, (workdir / 'metrics.jsonl').open())
+              if r['split'] == 'valid' and r['step'] == best]
+    assert len(logged) == 1, best
+    for task in ('click', 'like'):
+        assert report['overall'][task]['auc'] == pytest.approx(logged[0][f'auc/{task}'],
+                                                               abs=1e-6), task
+        for dom in ('home', 'search'):
+            assert report['domains'][dom][task]['auc'] == pytest.approx(
+                logged[0][f'auc/{task}/domain_{dom}'], abs=1e-6), (task, dom)
+    # ... and it is not a copy of the test report: another split, other rows.
+    test = json.loads((workdir / 'report.json').read_text())
+    assert report['overall']['click']['auc'] != test['overall']['click']['auc']

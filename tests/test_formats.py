@@ -352,6 +352,7 @@ def test_spec_json_round_trip_keeps_string_and_int_domains():
     assert DataSpec.from_dict(json.loads(json.dumps(s.to_dict()))).domains == ('home', 'search')
 
 
+@pytest.mark.slow  # two CLI training runs in subprocesses (~30 s); a compatibility path for old workdirs
 def test_a_run_saved_with_the_old_field_names_resumes_and_evaluates(tmp_path):
     """A workdir whose config.json was written before data.domains existed (data.tabs, the
     KuaiRand values spelled out, no domain_column), trained by an old command line, resumes

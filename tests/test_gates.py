@@ -30,22 +30,30 @@ def test_collect_summarizes_every_gate(tmp_path):
   out = gates.collect(steps, state.params, FakeDataset(batches), len(SPEC.domains),
                       len(SPEC.tasks), 64, max_rows=10_000)
   assert out['rows'] == 128 - 10
+  # Every cell by hand from the sown gates of the real (weight > 0) rows of both batches:
+  # EPNet per domain x field (a field's value is the mean over its 16 units), PPNet per
+  # task x layer (mean and standard deviation over rows and units).
+  sown, real, dom = [], [], []
+  for b in batches:
+    _, inter = model.apply({'params': state.params}, b['features'], b['domain'],
+                           mutable=['intermediates'])
+    sown.append({k: np.asarray(v[0]) for k, v in inter['intermediates'].items()})
+    real.append(b['weight'] > 0)
+    dom.append(b['domain'])
+  ep_rows = np.concatenate([s['epnet_gate_value'][w] for s, w in zip(sown, real)])
+  ep_dom = np.concatenate([d[w] for d, w in zip(dom, real)])
+  per_field = ep_rows.reshape(len(ep_rows), len(INFOS), 16).mean(-1)
+  want = np.stack([per_field[ep_dom == d].mean(0) for d in range(len(SPEC.domains))])
   ep = np.asarray(out['epnet_mean'])
-  assert ep.shape == (len(SPEC.domains), len(INFOS))
-  assert (ep > 0).all() and (ep < 2).all()
-  # Recompute one cell by hand: domain 0, first field, from the sown gate.
-  _, inter = model.apply({'params': state.params}, batches[0]['features'], batches[0]['domain'],
-                         mutable=['intermediates'])
-  g = np.asarray(inter['intermediates']['epnet_gate_value'][0])[:, :16].mean(-1)
-  d0 = batches[0]['domain'] == 0
-  w1 = (batches[1]['weight'] > 0) & (batches[1]['domain'] == 0)
-  _, inter1 = model.apply({'params': state.params}, batches[1]['features'], batches[1]['domain'],
-                          mutable=['intermediates'])
-  g1 = np.asarray(inter1['intermediates']['epnet_gate_value'][0])[:, :16].mean(-1)
-  expected = np.concatenate([g[d0], g1[w1]]).mean()
-  np.testing.assert_allclose(ep[0, 0], expected, rtol=1e-5)
+  np.testing.assert_allclose(ep, want, rtol=1e-5)
+  assert np.ptp(ep, axis=0).max() > 1e-3  # the domains' rows differ: a mixed-up mask shows
+  assert out['fields'] == [f.name for f in INFOS]
   assert sorted(out['ppnet']) == ['0', '1', '2']
-  assert len(out['ppnet']['0']['mean']) == len(SPEC.tasks)
+  for l in range(3):
+    v = np.concatenate([s[f'ppnet_gate_value_{l}'][:, w] for s, w in zip(sown, real)], 1)
+    v = v.reshape(len(SPEC.tasks), -1)  # [T, rows x units]
+    np.testing.assert_allclose(out['ppnet'][str(l)]['mean'], v.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(out['ppnet'][str(l)]['std'], v.std(1), rtol=1e-4)
   gates.draw(out, SPEC.domains, SPEC.tasks, str(tmp_path / 'gates.png'))
   assert (tmp_path / 'gates.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 

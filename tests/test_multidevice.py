@@ -20,15 +20,14 @@ import sys
 
 import pytest
 
+from conftest import cli_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope='module')
 def result():
-  # The repository root on the path: the check imports pepnet_jax even where the
-  # package is not installed into this interpreter.
-  path = os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get('PYTHONPATH')]))
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=path)
+  env = cli_env(cache=False)  # the repository root on PYTHONPATH: pepnet_jax imports uninstalled
   out = subprocess.run([sys.executable, os.path.join(HERE, 'multidevice_check.py')],
                        capture_output=True, text=True, env=env, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import cli_env
 from pepnet_jax import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,8 +24,7 @@ ARGS = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
 
 
 def env_for(devices):
-  return dict(os.environ, JAX_PLATFORMS='cpu',
-              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return cli_env(cache=False, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
 
 
 def free_port():

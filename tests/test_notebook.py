@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cli_env
+
 nbformat = pytest.importorskip('nbformat', reason='nbformat is not installed (pip install -e ".[test]")')
 nbclient = pytest.importorskip('nbclient', reason='nbclient is not installed (pip install -e ".[test]")')
 pytest.importorskip('ipykernel', reason='ipykernel is not installed (pip install -e ".[test]")')
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / 'notebooks' / 'pepnet_colab_tpu.ipynb'
-CACHE_DIR = REPO / '.pytest_cache' / 'jax_compilation_cache'
 DOMAINS = ('all', '0', '1', '2', '4')
 
 
@@ -45,6 +46,7 @@ def test_committed_notebook_has_no_outputs():
       assert not cell.outputs and cell.execution_count is None, cell.get('id')
 
 
+@pytest.mark.slow  # executes the whole notebook in a kernel (~25 s); the demo's CLI path is tested end to end in test_end_to_end.py
 def test_notebook_runs_on_cpu(tmp_path, monkeypatch):
   from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
   try:
@@ -52,18 +54,12 @@ def test_notebook_runs_on_cpu(tmp_path, monkeypatch):
   except NoSuchKernel:
     pytest.skip('no python3 Jupyter kernel (python -m ipykernel install --user)')
   workdir = tmp_path / 'notebook_run'
-  env = {
-      'PEPNET_NOTEBOOK_QUICK': '1',
-      'PEPNET_NOTEBOOK_STEPS': '20',
-      'PEPNET_NOTEBOOK_WORKDIR': str(workdir),
-      'JAX_PLATFORMS': 'cpu',
-      # Shared with the end-to-end tests: later runs skip XLA compiles.
-      'JAX_COMPILATION_CACHE_DIR': str(CACHE_DIR),
-      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-      'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
-  }
+  # The kernel inherits this process's environment: the tests' one (conftest.cli_env).
+  env = cli_env(PEPNET_NOTEBOOK_QUICK='1', PEPNET_NOTEBOOK_STEPS='20',
+                PEPNET_NOTEBOOK_WORKDIR=str(workdir))
   for k, v in env.items():
-    monkeypatch.setenv(k, v)
+    if os.environ.get(k) != v:
+      monkeypatch.setenv(k, v)
   monkeypatch.delenv('PEPNET_REPO_URL', raising=False)
   monkeypatch.delenv('PEPNET_REPO_DIR', raising=False)
 

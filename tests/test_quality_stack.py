@@ -27,6 +27,14 @@ def folder(tmp_path_factory):
   return out
 
 
+def hand_auc(y, score):
+  """ROC AUC as the Mann-Whitney U of the positives' scores over the negatives' (ties
+  count half), from scipy: an implementation independent of pepnet_jax.metrics."""
+  from scipy.stats import mannwhitneyu
+  y, score = np.asarray(y).astype(bool), np.asarray(score, np.float64)
+  return mannwhitneyu(score[y], score[~y]).statistic / (y.sum() * (~y).sum())
+
+
 def write_pred(path, log, probs):
   frame = log[['user_id', 'video_id']].copy()
   for t in synth.TASKS:
@@ -47,9 +55,24 @@ def test_truth_as_a_model_reaches_the_ceiling_and_a_stack_repairs_a_scrambled_on
   table, share = stack.main(str(folder), LOG, [('truth', str(tmp_path / 'truth.csv')),
                                                ('shifted', str(tmp_path / 'shifted.csv'))],
                             '20220428', str(tmp_path / 'out'))
-  for t in synth.TASKS:
-    assert table[t]['truth'] == pytest.approx(table[t]['ceiling'], abs=1e-6)
-  assert share['truth'] == pytest.approx(1.0, abs=1e-6)
+  # By hand: the test rows are the log's days after valid_end; the ceiling is the truth's
+  # AUC on them, the truth "model" ranks them the same (its probabilities pass through
+  # logits), and the shifted one scores each task with its neighbour's truth.
+  test = (log['date'] > 20220428).to_numpy()
+  shares = {'truth': [], 'shifted': []}
+  for i, t in enumerate(synth.TASKS):
+    y = log[t].to_numpy()[test]
+    assert table[t]['test_positives'] == int(y.sum())
+    ceiling = hand_auc(y, truth[f'p_{t}'].to_numpy()[test])
+    nxt = hand_auc(y, truth[f'p_{synth.TASKS[(i + 1) % len(synth.TASKS)]}'].to_numpy()[test])
+    assert table[t]['ceiling'] == pytest.approx(ceiling, abs=1e-9), t
+    assert table[t]['truth'] == pytest.approx(ceiling, abs=1e-6), t
+    assert table[t]['shifted'] == pytest.approx(nxt, abs=1e-6), t
+    shares['truth'].append((table[t]['truth'] - 0.5) / (ceiling - 0.5))
+    shares['shifted'].append((nxt - 0.5) / (ceiling - 0.5))
+  assert share['truth'] == pytest.approx(np.mean(shares['truth']), abs=1e-6)
+  assert share['truth'] == pytest.approx(1.0, abs=1e-5)
+  assert share['shifted'] == pytest.approx(np.mean(shares['shifted']), abs=1e-6)
   assert share['stack shifted'] > share['shifted'] + 0.2
   assert share['stack shifted'] > 0.9
   saved = json.loads((tmp_path / 'out' / 'quality_stack.json').read_text())

@@ -24,8 +24,31 @@ def test_training_config_errors_name_the_field(field, value):
     configs.validate_train(c)
 
 
-def test_base_config_is_valid():
-  configs.validate_train(configs.base_config())
+@pytest.mark.parametrize('recipe', sorted(configs.RECIPES))
+def test_each_recipe_and_the_edge_of_each_range_is_accepted(recipe):
+  """The base config under every recipe validates, and so does each field at the edge
+  of its range (where an off-by-one check would refuse it); one step past it is refused."""
+  c = configs.apply_recipe(configs.base_config(), recipe)
+  assert configs.validate_train(c) is None
+  edges = {'num_steps': (0, -1), 'log_every': (1, 0), 'eval_every': (0, -1),
+           'checkpoint_every': (0, -1), 'keep_checkpoints': (1, 0), 'oov_rate': (0.0, 1.0),
+           'max_skipped_steps': (0, -1), 'select_min_positives': (0, -1)}
+  for field, (ok, bad) in edges.items():
+    c = configs.apply_recipe(configs.base_config(), recipe)
+    c.train[field] = ok
+    configs.validate_train(c)
+    c.train[field] = bad
+    with pytest.raises(ValueError, match=f'config.train.{field}='):
+      configs.validate_train(c)
+  c = configs.apply_recipe(configs.base_config(), recipe)
+  c.train.num_steps, c.train.num_epochs = 5, 0.0  # num_steps > 0 overrides the epochs
+  configs.validate_train(c)
+  c.train.select_min_positives, c.train.select_metric = 10, 'loss'
+  with pytest.raises(ValueError, match='config.train.select_metric='):
+    configs.validate_train(c)
+  c.train.select_min_positives, c.data.batch_size = 0, 0
+  with pytest.raises(ValueError, match='config.data.batch_size=0'):
+    configs.validate_train(c)
 
 
 def test_drop_entities_makes_whole_users_unseen_deterministically():

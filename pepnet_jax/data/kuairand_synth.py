@@ -64,6 +64,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from pepnet_jax import metrics
+
 # --------------------------------------------------------------------------------------------
 # Layout (official README; header lines checked against the real Pure feature files)
 # --------------------------------------------------------------------------------------------
@@ -994,23 +996,8 @@ def _write_truth(path: str, rows: _Rows, chunk: int = 250_000) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Metrics and public API
+# Public API
 # --------------------------------------------------------------------------------------------
-
-
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC with tied scores counted as half (NaN when a class is missing)."""
-    y = np.asarray(y).astype(bool)
-    score = np.asarray(score, dtype=np.float64)
-    n1 = int(y.sum())
-    n0 = y.size - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    s = score[order]
-    _, start, cnt = np.unique(s, return_index=True, return_counts=True)
-    ranks = np.repeat(start + (cnt + 1) / 2.0, cnt)
-    return float((ranks[y[order]].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
 def _parse_tabs(tabs: Iterable[int] | str) -> tuple[int, ...]:
@@ -1132,7 +1119,7 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
             for t in np.unique(rws.tab)
         }
         if kind == "standard" and period == "4_22_to_5_08":
-            oracle = {t: auc(rws.labels[t], rws.truth[:, i]) for i, t in enumerate(TASKS)}
+            oracle = {t: metrics.auc(rws.labels[t], rws.truth[:, i]) for i, t in enumerate(TASKS)}
         _log(progress, f"wrote {name} ({rws.n:,} rows, {time.time() - t0:.1f}s)")
 
     summary = {

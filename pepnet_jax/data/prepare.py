@@ -80,6 +80,12 @@ def check_generated_folder(directory: str, want: dict) -> None:
                     f'for; {"; ".join(diff)}. {fix}')
 
 
+def generates(config) -> bool:
+  """Whether the run generates (or checks a generated) data folder: only the KuaiRand format
+  has a generator, and only config.data.generate.rows > 0 asks for it."""
+  return config.data.format == 'kuairand' and bool(config.data.generate.rows)
+
+
 def ensure_generated(config, workdir: str) -> str:
   """Generates a KuaiRand-format dataset when ``config.data.generate.rows`` > 0
   and the directory has no logs yet; an existing generated folder must have been
@@ -92,7 +98,7 @@ def ensure_generated(config, workdir: str) -> str:
         'config.data.dir is empty and config.data.generate.rows is 0: pass '
         '--config.data.dir=/path/to/KuaiRand-Pure/data (see README, "Train on KuaiRand") '
         'or set --config.data.generate.rows=N to generate a KuaiRand-format dataset')
-  if config.data.format == 'kuairand' and gen.rows:
+  if generates(config):
     want = expected_generator_args(config)
     if (glob.glob(os.path.join(d, 'log_standard_*.csv'))
         or os.path.exists(os.path.join(d, 'generator_meta.json'))):
@@ -133,8 +139,9 @@ def load(config, workdir: str):
   """(datasets, feature_infos, data_spec, vocab) for a run."""
   from pepnet_jax.data import pipeline
   # Lock what parallel runs share: the generated data directory, or else the
-  # cache (a downloaded data directory may be read-only).
-  shared = (data_dir(config, workdir) if config.data.generate.rows
+  # cache (a downloaded data directory may be read-only). generate.rows alone is not
+  # enough: with another format it is ignored and the data directory is the user's.
+  shared = (data_dir(config, workdir) if generates(config)
             else config.data.cache_dir or os.path.join(workdir, 'cache'))
   with directory_lock(shared):
     data = resolved_data_config(config, workdir)

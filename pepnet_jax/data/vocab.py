@@ -20,6 +20,7 @@ looked up exactly as a categorical's keys are, so it stays vectorised at million
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from pepnet_jax.data.errors import DataError
 
 VOCAB_JSON = 'vocab.json'
 VOCAB_KEYS = 'vocab_keys.npz'
+_TOKEN = '~token'  # the save's digest, in both files; '~' is never in a feature name
 FORMAT_VERSION = 1
 
 
@@ -208,8 +210,12 @@ class Vocab:
 
     # -- persistence
     def save(self, directory: str | os.PathLike) -> Path:
-        """vocab.json (spec + metadata, readable) and vocab_keys.npz (key arrays); atomic.
+        """vocab.json (spec + metadata, readable) and vocab_keys.npz (key arrays).
 
+        Not atomic as a pair: each file is replaced atomically, vocab.json last, and both
+        hold a digest of the whole save, so ``load`` never mixes two saves; a save killed
+        between the two leaves a DataError (until the next save), not new keys read with old
+        metadata.
         A cross's part dictionaries are stored as '<name>:<part>' (':' is never in a name).
         """
         directory = Path(directory)
@@ -222,6 +228,13 @@ class Vocab:
             for i, part in enumerate(e.get('part_keys', ())):
                 arrays[f'{name}:{i}'] = part
         doc = dict(format_version=FORMAT_VERSION, spec=self.spec.to_dict(), features=meta)
+        h = hashlib.sha1(json.dumps(doc, sort_keys=True).encode())  # same vocab, same bytes
+        for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name])
+            h.update(f'{name}{a.dtype}{a.shape}'.encode())
+            h.update(a.tobytes())
+        doc['token'] = h.hexdigest()
+        arrays[_TOKEN] = np.array(doc['token'])
         tmp_json = directory / f'.{VOCAB_JSON}.{os.getpid()}.tmp'
         tmp_npz = directory / f'.{VOCAB_KEYS}.{os.getpid()}.tmp.npz'
         tmp_json.write_text(json.dumps(doc, indent=1))
@@ -243,7 +256,13 @@ class Vocab:
         spec = DataSpec.from_dict(doc['spec'])
         entries = {name: dict(m) for name, m in doc['features'].items()}
         with np.load(directory / VOCAB_KEYS, allow_pickle=False) as z:
+            token = str(z[_TOKEN]) if _TOKEN in z.files else None
+            if token != doc.get('token'):  # both None: saved before tokens
+                raise DataError(f'{directory}: {VOCAB_KEYS} and {VOCAB_JSON} are from different '
+                                'saves (an interrupted save?); rerun training to save them again')
             for name in z.files:
+                if name == _TOKEN:
+                    continue
                 if ':' in name:
                     base, i = name.rsplit(':', 1)
                     entries[base].setdefault('part_keys', {})[int(i)] = z[name]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import re
 
 from pepnet_jax.models import layers
 from pepnet_jax.models.pepnet import PEPNet
@@ -94,7 +95,18 @@ def build_model(model_config, feature_infos, data_spec):
                 dtype=layers.dtype_from_name(model_config.get('dtype', 'float32')),
                 row_multiple=model_config.get('table_row_multiple', 1),
                 dropout=float(model_config.get('dropout', 0.0)))
-  return factory(model_config, feature_infos, data_spec, common)
+  try:
+    return factory(model_config, feature_infos, data_spec, common)
+  except TypeError as e:
+    # A module missing one of the common fields: name the model and the contract rather
+    # than show the dataclass constructor's TypeError.
+    m = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+    if not m or m.group(1) not in common:
+      raise
+    raise ValueError(
+        f'config.model.name={model_config.name!r} ({factory.__module__}.{factory.__qualname__}) '
+        f'does not accept the common argument {m.group(1)!r}: every model must accept '
+        f'{", ".join(common)} (see pepnet_jax/models/contract.py, docs/extending.md)') from e
 
 from pepnet_jax.models import baselines  # noqa: E402,F401  (registers the baselines)
 from pepnet_jax.models import linear  # noqa: E402,F401  (registers 'lr')

@@ -112,8 +112,15 @@ def table_feature(path: tuple) -> str:
 
 
 def check_tables(params, features: dict) -> None:
-  """ValueError naming each table that is not a 2-D array of a known feature."""
+  """ValueError naming a table that is not a 2-D array of a known feature, or whose name
+  holds '/' (paths are joined with '/' for the optimizer's regexes)."""
   for path, leaf in flat(params.get(EMBED_SCOPE, {})).items():
+    slashed = [k for k in path if '/' in str(k)]
+    if slashed:  # joined with '/', it would read as a path of the allowed form
+      raise ValueError(
+          f'model table under {EMBED_SCOPE}/ named {slashed[0]!r} (keys {path!r}): a name may '
+          f'not hold "/"; tables live at {EMBED_SCOPE}/<feature> or '
+          f'{EMBED_SCOPE}/<feature>/<table>, one nested module or parameter per level')
     name = '/'.join((EMBED_SCOPE,) + path)
     if path[0] not in features:
       raise ValueError(

@@ -75,6 +75,8 @@ def safe(s: str) -> str:
 
 def finish_name(s: str) -> str:
   s = safe(s) or 'base'
+  if s in ('.', '..'):  # a point's folder would be the sweep folder itself, or its parent
+    s = s.replace('.', '_')
   if len(s) > _MAX_NAME:  # long names break some tools; keep them unique
     s = s[:_MAX_NAME - 9] + '~' + hashlib.sha1(s.encode()).hexdigest()[:8]
   return s
