@@ -28,6 +28,15 @@ TASKS = ('is_click', 'is_like', 'is_follow', 'is_comment', 'is_forward', 'is_hat
 COMPILATION_CACHE = REPO / '.pytest_cache' / 'jax_compilation_cache'
 
 
+def pytest_configure(config):
+    """In-process tests share the subprocesses' persistent compilation cache: a program
+    compiled by one worker (or an earlier test) is loaded, not compiled again."""
+    import jax
+    jax.config.update('jax_compilation_cache_dir', str(COMPILATION_CACHE))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
 def load_file(rel: str, name: str):
   """The repository file ``rel`` (a benchmark or experiment script, not a package module)
   imported as module ``name``."""
