@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pepnet_jax import checkpoint as ckpt_lib
+from pepnet_jax import files
 from pepnet_jax import train
 from pepnet_jax.models import build_model
 
@@ -133,34 +134,28 @@ def predict_file(config, workdir: str, input_path: str, output_path: str,
   spec, vocab, chunks = read_chunks(config, workdir, input_path)
   output_path = os.path.abspath(output_path)
   os.makedirs(os.path.dirname(output_path), exist_ok=True)
-  tmp = f'{output_path}.tmp-{os.getpid()}'
   steps = state = None
   rows, unseen = 0, UnseenCount()
-  try:
-    with open(tmp, 'w') as f:
-      for ds, raw, counts in chunks:
-        if steps is None:  # the model, compiled and restored once, on the first chunk
-          model = build_model(config.model, vocab.feature_infos(), spec)
-          sample = next(ds.eval_batches(config.data.eval_batch_size))
-          steps = train.make_steps(model, config, 1)
-          steps, state = train.jit_steps(steps, config, train.device_batch(sample),
-                                         jax.random.key(0))
-          state, step = ckpt_lib.restore_for_inference(workdir, state, step)
-        arr = train.predict_arrays(steps, state.params, ds, config.data.eval_batch_size)
-        if len(arr['preds']) != ds.num_rows:
-          raise RuntimeError(f'predicted {len(arr["preds"])} rows for {ds.num_rows} input rows')
-        out = pd.DataFrame(raw)
-        for t, task in enumerate(spec.tasks):
-          out[f'p_{task}'] = arr['preds'][:, t]
-        out.to_csv(f, index=False, header=rows == 0, float_format='%.6g')
-        rows += ds.num_rows
-        unseen.add(ds.num_rows, *counts)
-        if time.time() - t0 > 10:
-          print(f'  predicted {rows:,} rows ({time.time() - t0:.0f}s)', flush=True)
-    os.replace(tmp, output_path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with files.atomic_write(output_path) as f:  # no half-written output on a failure
+    for ds, raw, counts in chunks:
+      if steps is None:  # the model, compiled and restored once, on the first chunk
+        model = build_model(config.model, vocab.feature_infos(), spec)
+        sample = next(ds.eval_batches(config.data.eval_batch_size))
+        steps = train.make_steps(model, config, 1)
+        steps, state = train.jit_steps(steps, config, train.device_batch(sample),
+                                       jax.random.key(0))
+        state, step = ckpt_lib.restore_for_inference(workdir, state, step)
+      arr = train.predict_arrays(steps, state.params, ds, config.data.eval_batch_size)
+      if len(arr['preds']) != ds.num_rows:
+        raise RuntimeError(f'predicted {len(arr["preds"])} rows for {ds.num_rows} input rows')
+      out = pd.DataFrame(raw)
+      for t, task in enumerate(spec.tasks):
+        out[f'p_{task}'] = arr['preds'][:, t]
+      out.to_csv(f, index=False, header=rows == 0, float_format='%.6g')
+      rows += ds.num_rows
+      unseen.add(ds.num_rows, *counts)
+      if time.time() - t0 > 10:
+        print(f'  predicted {rows:,} rows ({time.time() - t0:.0f}s)', flush=True)
   print(unseen.summary(), flush=True)
   secs = time.time() - t0
   print(f'Wrote {rows:,} predictions (checkpoint step {step}) to {output_path} '

@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Callable, Mapping
 
+from pepnet_jax import files
+
 
 def _clean(v):
   if hasattr(v, 'item'):
@@ -47,10 +49,8 @@ class MetricWriter:
         kept.append(line if line.endswith('\n') else line + '\n')
     if len(kept) == len(lines):
       return
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
+    with files.atomic_write(self.path) as f:
       f.writelines(kept)
-    os.replace(tmp, self.path)
 
   def drop_after(self, step: int):
     """Drops the records of steps after ``step`` (the checkpoint resumed from)."""

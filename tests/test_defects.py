@@ -237,3 +237,23 @@ def test_vocab_save_interrupted_between_files_is_never_read_as_a_mix(tmp_path, m
   _vocab([1, 2, 3, 4, 5]).save(d)  # the next save heals it
   assert vocab_lib.Vocab.load(d).vocab_size('vid') == 7
   assert sorted(p.name for p in d.iterdir()) == [vocab_lib.VOCAB_JSON, vocab_lib.VOCAB_KEYS]
+
+
+def test_atomic_write_replaces_whole_or_leaves_the_old_file(tmp_path):
+  """The one write-then-rename helper (#23): a clean exit replaces the file, an error keeps
+  the old content, and no temporary file is left either way."""
+  from pepnet_jax import files
+  path = tmp_path / 'status.json'
+  path.write_text('old')
+  with pytest.raises(RuntimeError):
+    with files.atomic_write(path) as f:
+      f.write('half of the new')
+      raise RuntimeError('killed')
+  assert path.read_text() == 'old'
+  with files.atomic_write(path) as f:
+    f.write('new')
+  assert path.read_text() == 'new'
+  with files.atomic_write(tmp_path / 'a.npz', 'wb') as f:
+    np.savez(f, x=np.arange(3))
+  np.testing.assert_array_equal(np.load(tmp_path / 'a.npz')['x'], np.arange(3))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['a.npz', 'status.json']

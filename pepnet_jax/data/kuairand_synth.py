@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from pepnet_jax import metrics
+from pepnet_jax.files import atomic_write
 
 # --------------------------------------------------------------------------------------------
 # Layout (official README; header lines checked against the real Pure feature files)
@@ -1140,10 +1141,9 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
     meta = {k: v for k, v in summary.items() if k not in ("out_dir", "files", "seconds")}
     meta["files"] = {k: os.path.relpath(v, out_dir) for k, v in paths.items()}
     paths["generator_meta"] = meta_path
-    with open(meta_path + ".tmp", "w") as f:
+    with atomic_write(meta_path) as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
-    os.replace(meta_path + ".tmp", meta_path)
     _log(progress, f"done in {summary['seconds']}s; ceiling AUC "
                    + ", ".join(f"{t}={a:.3f}" for t, a in oracle.items()))
     return summary

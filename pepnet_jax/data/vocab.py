@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pepnet_jax import files
 from pepnet_jax.features import FIRST_ID, OOV_ID, PAD_ID, DataSpec, FeatureInfo, FeatureSpec
 from pepnet_jax.data.errors import DataError
 
@@ -235,12 +236,10 @@ class Vocab:
             h.update(a.tobytes())
         doc['token'] = h.hexdigest()
         arrays[_TOKEN] = np.array(doc['token'])
-        tmp_json = directory / f'.{VOCAB_JSON}.{os.getpid()}.tmp'
-        tmp_npz = directory / f'.{VOCAB_KEYS}.{os.getpid()}.tmp.npz'
-        tmp_json.write_text(json.dumps(doc, indent=1))
-        np.savez(tmp_npz, **arrays)
-        os.replace(tmp_npz, directory / VOCAB_KEYS)
-        os.replace(tmp_json, directory / VOCAB_JSON)
+        with files.atomic_write(directory / VOCAB_KEYS, 'wb') as f:
+            np.savez(f, **arrays)
+        with files.atomic_write(directory / VOCAB_JSON) as f:
+            f.write(json.dumps(doc, indent=1))
         return directory
 
     @classmethod

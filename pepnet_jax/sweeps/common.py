@@ -13,8 +13,9 @@ import json
 import math
 import os
 import re
-import threading
 from typing import Any, Mapping
+
+from pepnet_jax import files
 
 SEED_FIELDS = ('train.seed', 'data.seed')  # what ``seeds`` sets
 REPORT = 'report.json'
@@ -116,11 +117,9 @@ def jsonable(v):
 
 def write_json(path: str, obj):
   """Atomic: a reader (or a kill) never sees half a status file."""
-  tmp = f'{path}.tmp{os.getpid()}.{threading.get_ident()}'
-  with open(tmp, 'w') as f:
+  with files.atomic_write(path) as f:
     json.dump(obj, f, indent=2)
     f.write('\n')
-  os.replace(tmp, path)
 
 
 def read_json(path: str):
