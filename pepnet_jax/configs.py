@@ -73,7 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # ---- model ----
   c.model = ml_collections.ConfigDict()
-  c.model.name = 'pepnet'             # see pepnet_jax/models/__init__.py MODELS
+  c.model.name = 'pepnet'             # see pepnet_jax/models/registry.py
   c.model.embed_dim = 16
   c.model.tower = (256, 128, 64)      # task tower widths; a width-1 logit layer follows
   c.model.epnet_hidden = 0            # EPNet Gate NU hidden width (0 = width of E)

@@ -1,6 +1,7 @@
 """Fast metrics must agree with slow, obviously-correct reference versions."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -146,7 +147,7 @@ def test_auc_float64_not_representable_in_float32():
 def test_auc_length_mismatch_raises():
     with pytest.raises(ValueError):
         M.auc([0, 1], [0.1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^weights must be non-negative$"):
         M.auc([0, 1], [0.1, 0.2], weights=[-1, 1])
 
 
@@ -184,11 +185,11 @@ def test_dense_rank_fallback_when_keys_do_not_fit(monkeypatch):
     labels, scores, groups = tied_data(rng, 200, n_groups=20, decimals=2)
     scores = scores.astype(np.float32)
     expected = (ref_auc(labels, scores), ref_gauc(labels, scores, groups))
-    monkeypatch.setattr(M, "_KEY_BITS", 40)  # 32 score bits + 5 group bits + 1 > 40 - 1
+    monkeypatch.setattr(M, "_KEY_BITS", 37)  # 32 score bits + 5 group bits + 1 label bit > 37
     out = M.task_metrics(labels, scores, groups)
     assert same(out["auc"], expected[0]) and same(out["gauc"], expected[1])
     monkeypatch.setattr(M, "_KEY_BITS", 8)  # even dense ranks cannot fit
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^too many groups/distinct scores to pack into int64 keys$"):
         M.task_metrics(labels, scores, groups)
 
 
@@ -493,3 +494,292 @@ def test_int8_labels_with_minus_one_missing_equal_float_labels_with_nan():
     b = M.evaluate(preds, flt, None, dom, grp, ['x', 'y'], [0, 1, 2])
     assert a == b
     assert a['overall']['x']['impressions'] == int((lab[:, 0] >= 0).sum())
+
+
+# ------------------------------------------- edge cases found by mutation testing
+
+
+def ref_auc_np(labels, scores, weights=None):
+    """ref_auc vectorised (all positive x negative pairs at once, float64), for a few
+    thousand rows."""
+    y = np.asarray(labels, dtype=float) > 0.5
+    s = np.asarray(scores, dtype=float)
+    w = np.ones(s.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+    sp, sn = s[y][:, None], s[~y][None, :]
+    pair = w[y][:, None] * w[~y][None, :]
+    den = pair.sum()
+    return float((pair * ((sp > sn) + 0.5 * (sp == sn))).sum() / den) if den > 0 else math.nan
+
+
+def test_label_exactly_half_counts_as_negative_for_ranking_metrics():
+    """Ranking metrics call a label positive when > 0.5, so 0.5 is a negative."""
+    labels = np.array([0.5, 1.0, 0.0, 1.0, 0.5, 0.0])
+    scores = np.array([0.9, 0.8, 0.1, 0.3, 0.2, 0.7], dtype=np.float32)
+    groups = np.array([1, 1, 1, 2, 2, 2])
+    # Positives: rows 1 (0.8) and 3 (0.3); negatives: 0.9, 0.1, 0.2, 0.7.
+    # 0.8 beats 0.1, 0.2, 0.7 (3 of 4); 0.3 beats 0.1, 0.2 (2 of 4) -> 5/8.
+    assert M.auc(labels, scores) == 5 / 8
+    assert M.auc(labels, scores, np.ones(6)) == 5 / 8
+    # Group 1: pos 0.8 vs neg 0.9, 0.1 -> 1/2; group 2: pos 0.3 vs neg 0.2, 0.7 -> 1/2.
+    assert M.gauc(labels, scores, groups) == 0.5
+    out = M.task_metrics(labels, scores, groups)
+    assert out["positives"] == 2 and out["auc"] == 5 / 8 and out["gauc"] == 0.5
+    assert same(out["pos_rate"], 2 / 6)
+
+
+def test_undefined_metrics_are_nan_without_runtime_warnings():
+    """Single-class or empty input is an expected case (a rare task, an empty domain):
+    nan, and no numpy RuntimeWarning (0/0, mean of an empty slice) on the way."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(M.auc([1, 1], [0.1, 0.2]))
+        assert math.isnan(M.auc([0, 0], [0.1, 0.2]))
+        assert math.isnan(M.auc([1, 1], [0.1, 0.2], weights=[1, 2]))
+        assert math.isnan(M.auc([0, 0], [0.1, 0.2], weights=[1, 2]))
+        assert math.isnan(M.auc([1, 0], [0.1, 0.2], weights=[1, 0]))
+        assert math.isnan(M.gauc([1, 0], [0.1, 0.2], [1, 2]))  # every user single-class
+        assert math.isnan(M.gauc([], [], []))
+        assert math.isnan(M.logloss([], []))
+        out = M.task_metrics([1, 0], [0.9, 0.1], [1, 1], mask=[0, 0])
+        assert out["impressions"] == 0 and math.isnan(out["gauc"])
+        res = M.evaluate(np.array([[0.9], [0.1], [0.4]]), np.array([[1.0], [0.0], [1.0]]),
+                         None, [0, 0, 1], [7, 7, 8], ["t"], ["x", "y", "empty"])
+        assert res["domains"]["x"]["t"]["gauc"] == 1.0
+        for dn in ("y", "empty"):  # y: one single-class user; empty: no rows
+            assert math.isnan(res["domains"][dn]["t"]["auc"])
+            assert math.isnan(res["domains"][dn]["t"]["gauc"])
+
+
+def test_nonfinite_error_names_the_task_in_every_function():
+    labels = np.array([0, 1, 0, 1], dtype=np.float32)
+    scores = np.array([0.1, np.inf, 0.3, 0.4])
+    for call in (lambda: M.auc(labels, scores, task="click"),
+                 lambda: M.auc(labels, scores, np.ones(4), task="click"),
+                 lambda: M.gauc(labels, scores, [1, 1, 2, 2], task="click")):
+        with pytest.raises(ValueError, match=r"^predictions for task 'click' hold 1 non-finite"):
+            call()
+
+
+def test_length_mismatch_is_reported_for_every_argument():
+    """Each array is length-checked, including ones numpy would broadcast (length 1)."""
+    y, s, g, m = np.array([0, 1, 0.0]), np.array([0.2, 0.9, 0.4]), np.array([1, 1, 2]), [1, 1, 1]
+    calls = [
+        lambda short: M.auc(*short(y, s)),
+        lambda short: M.auc(y, s, short(np.ones(3))[0]),
+        lambda short: M.gauc(*short(y, s, g)),
+        lambda short: M.gauc(y, *short(s, g)),
+        lambda short: M.gauc(y, s, *short(g)),
+        lambda short: M.logloss(*short(y, s)),
+        lambda short: M.logloss(y, *short(s)),
+        lambda short: M.task_metrics(*short(y, s, g)),
+        lambda short: M.task_metrics(y, *short(s, g)),
+        lambda short: M.task_metrics(y, s, *short(g)),
+        lambda short: M.task_metrics(*short(y, s, g), m),
+        lambda short: M.task_metrics(y, *short(s, g), m),
+        lambda short: M.task_metrics(y, s, *short(g), m),
+        lambda short: M.task_metrics(y, s, g, *short(m)),
+    ]
+    for first_only in (lambda *a: (a[0][:1],) + a[1:],   # length 1 would broadcast
+                       lambda *a: (a[0][:2],) + a[1:]):
+        for call in calls:
+            with pytest.raises(ValueError, match="length mismatch"):
+                call(first_only)
+    with pytest.raises(ValueError, match="length mismatch"):
+        M.auc(y, s, np.ones(4))
+
+
+def test_column_vector_inputs_are_flattened():
+    """[N, 1] columns (labels, scores, user ids, mask, weights) mean the same as [N]."""
+    rng = np.random.default_rng(31)
+    labels, scores, groups = tied_data(rng, 80, n_groups=6)
+    mask = rng.random(80) < 0.8
+    w = rng.random(80)
+    col = lambda a: np.asarray(a)[:, None]
+    assert same(M.gauc(col(labels), col(scores), col(groups)), ref_gauc(labels, scores, groups))
+    out = M.task_metrics(col(labels), col(scores), col(groups), col(mask))
+    assert out["impressions"] == int(mask.sum())
+    assert same(out["gauc"], ref_gauc(labels[mask], scores[mask], groups[mask]))
+    assert same(M.auc(col(labels), col(scores), col(w)), ref_auc(labels, scores, w))
+
+
+def test_nan_label_on_a_masked_in_row_is_dropped():
+    """The mask does not override the NaN check: a missing label never counts."""
+    out = M.task_metrics([1, 0, np.nan, 0], [0.9, 0.1, 0.5, 0.95], [1, 1, 1, 1],
+                         mask=[1, 1, 1, 0])
+    assert out["impressions"] == 2 and out["positives"] == 1 and out["auc"] == 1.0
+    assert same(out["logloss"], -(math.log(0.9) + math.log(0.9)) / 2)
+    assert same(out["mean_pred"], 0.5)
+
+
+def test_float32_weights_are_accumulated_in_float64():
+    """Sample weights often arrive as float32; sums over many rows must not be float32."""
+    rng = np.random.default_rng(41)
+    n = 3000
+    labels = (rng.random(n) < 0.3).astype(np.float32)
+    scores = rng.random(n).astype(np.float32)
+    w = (rng.random(n) * 3).astype(np.float32)
+    assert abs(M.auc(labels, scores, w) - ref_auc_np(labels, scores, w)) < 1e-11
+
+
+def test_gauc_float_group_ids_are_not_truncated():
+    """Non-integer ids are grouped by exact value (0.25 and 0.75 are different users)."""
+    labels = [0, 1, 0, 1, 0, 1]
+    scores = [0.1, 0.9, 0.95, 0.97, 0.8, 0.2]
+    groups = [0.25, 0.25, 0.75, 0.75, 1.5, 1.5]  # AUC 1, 1, 0 (2 rows each)
+    # Pooling 0.25 with 0.75 would give that user AUC 3/4 and GAUC 1/2.
+    assert same(M.gauc(labels, scores, groups), 2 / 3)
+    assert same(M.gauc(labels, scores, groups), ref_gauc(labels, scores, groups))
+
+
+def test_gauc_signed_hashed_ids_spanning_int64():
+    """Signed 64-bit hashed ids (far apart around zero) take the sort path."""
+    rng = np.random.default_rng(10)
+    labels, scores, groups = tied_data(rng, 120, n_groups=6)
+    hashed = (groups.astype(np.int64) - 130) * 10**15  # about -4e16 .. +1e16
+    assert hashed.min() < 0 < hashed.max()
+    assert same(M.gauc(labels, scores, hashed), ref_gauc(labels, scores, groups))
+
+
+def test_gauc_single_row_and_empty_integer_ids():
+    assert math.isnan(M.gauc([1], [0.5], [7]))
+    out = M.task_metrics([1], [0.5], [7])
+    assert out["impressions"] == 1 and out["positives"] == 1 and math.isnan(out["auc"])
+    empty_ids = np.zeros(0, dtype=np.int64)
+    assert math.isnan(M.gauc([], [], empty_ids))
+    assert M.task_metrics([], [], empty_ids)["impressions"] == 0
+
+
+@pytest.mark.parametrize("n_users", [3, 5, 6])  # just above a power of two
+def test_per_domain_gauc_with_user_count_just_above_power_of_two(n_users):
+    """Per-domain GAUC packs (domain, user) into one code; the user field must be wide
+    enough for every user index, or users of different domains would merge."""
+    rng = np.random.default_rng(50 + n_users)
+    n = 160
+    domains = rng.integers(0, 2, n)
+    groups = rng.integers(0, n_users, n) * 11 + 3
+    labels = (rng.random(n) < 0.5).astype(np.float32)
+    preds = np.round(rng.random(n), 2)
+    res = M.evaluate(preds, labels, None, domains, groups, ["t"], ["a", "b"])
+    for d, dn in enumerate("ab"):
+        sel = domains == d
+        got = res["domains"][dn]["t"]
+        assert same(got["gauc"], ref_gauc(labels[sel], preds[sel], groups[sel]))
+        assert same(got["auc"], ref_auc(labels[sel], preds[sel]))
+    assert same(res["overall"]["t"]["gauc"], ref_gauc(labels, preds, groups))
+
+
+def test_gauc_and_domain_metrics_with_negative_scores():
+    """Logits (negative and positive scores) rank like their values in every grouping."""
+    rng = np.random.default_rng(60)
+    n = 200
+    logits = (rng.normal(size=n) * 3).astype(np.float32)
+    labels = (rng.random(n) < 0.4).astype(np.float32)
+    groups = rng.integers(0, 8, n)
+    domains = rng.integers(0, 2, n)
+    assert same(M.gauc(labels, logits, groups), ref_gauc(labels, logits, groups))
+    out = M.task_metrics(labels, logits, groups)
+    assert same(out["auc"], ref_auc(labels, logits))
+    res = M.evaluate(logits, labels, None, domains, groups, ["t"], ["a", "b"])
+    for d, dn in enumerate("ab"):
+        sel = domains == d
+        assert same(res["domains"][dn]["t"]["gauc"],
+                    ref_gauc(labels[sel], logits[sel], groups[sel]))
+        assert same(res["domains"][dn]["t"]["auc"], ref_auc(labels[sel], logits[sel]))
+
+
+def test_smallest_negative_subnormal_ranks_below_zero():
+    tiny = np.float32(-1e-45)  # the negative float32 closest to zero
+    assert tiny < 0
+    assert M.auc([0, 1], np.array([tiny, 0.0], dtype=np.float32)) == 1.0
+    assert M.auc([1, 0], np.array([tiny, 0.0], dtype=np.float32)) == 0.0
+    assert M.gauc([0, 1, 0, 1], np.array([tiny, 0.0, 0.0, 1.0], dtype=np.float32),
+                  [1, 1, 2, 2]) == 1.0
+
+
+def test_longdouble_scores_take_dense_ranks_including_empty():
+    """Scores that are not float16/32/64 go through dense ranks; empty input is nan."""
+    rng = np.random.default_rng(70)
+    labels, scores, groups = tied_data(rng, 90, n_groups=7)
+    ld = scores.astype(np.longdouble)
+    assert same(M.auc(labels, ld), ref_auc(labels, scores))
+    assert same(M.gauc(labels, ld, groups), ref_gauc(labels, scores, groups))
+    empty = np.zeros(0, dtype=np.longdouble)
+    assert math.isnan(M.auc([], empty))
+    assert math.isnan(M.gauc([], empty, []))
+    out = M.task_metrics([], empty, [])
+    assert out["impressions"] == 0 and math.isnan(out["auc"]) and math.isnan(out["gauc"])
+
+
+@pytest.mark.parametrize("n_users,n_dom", [(5, 3), (4, 3), (4, 1)])  # 4 users: a power of two
+def test_packed_keys_stay_within_key_bits(monkeypatch, n_users, n_dom):
+    """Packed keys (domain, user, score code, label) must fit in _KEY_BITS bits (62: positive
+    int64). Lowering _KEY_BITS reaches at test size what 2**29 users reach in production:
+    float32 codes (32 bits) are replaced by dense ranks when they do not fit, results do
+    not change, and only when even dense ranks do not fit is there an error."""
+    rng = np.random.default_rng(80)
+    n = 150
+    domains = np.r_[np.arange(n_dom), rng.integers(0, n_dom, n - n_dom)]
+    groups = np.r_[np.arange(n_users), rng.integers(0, n_users, n - n_users)]
+    labels = (rng.random((n, 3)) < 0.4).astype(np.float32)
+    preds = np.empty((n, 3), dtype=np.float32)
+    preds[:, 0] = (rng.integers(0, 8, n) + 1) / 10  # 8 distinct scores: dense ranks need 3 bits
+    preds[:, 1] = 0.5  # one distinct score: dense ranks need 0 bits
+    preds[:, 2] = 0.3
+    mask = np.ones((n, 3), dtype=bool)
+    mask[:, 2] = False  # an empty task
+    keys = []
+    real = M._pair_counts
+
+    def spy(v, shift):
+        keys.append(v)
+        return real(v, shift)
+
+    monkeypatch.setattr(M, "_pair_counts", spy)
+
+    def run(key_bits, tasks):
+        monkeypatch.setattr(M, "_KEY_BITS", key_bits)
+        keys.clear()
+        cols = [["t", "const", "empty"].index(t) for t in tasks]
+        res = M.evaluate(preds[:, cols], labels[:, cols], mask[:, cols], domains, groups,
+                         tasks, list("abc")[:n_dom])
+        assert keys and all(k.size == 0 or (k.min() >= 0 and k.max() < 1 << key_bits)
+                            for k in keys), key_bits
+        return res
+
+    label_bits = 1
+    user_bits, dom_bits = (n_users - 1).bit_length(), (n_dom - 1).bit_length()
+    fixed = label_bits + user_bits + dom_bits
+    for key_bits in (fixed + 32, fixed + 31, fixed + 3):  # fits, 1 short, dense ranks exactly
+        res = run(key_bits, ["t", "const", "empty"])
+        y, s = labels[:, 0], preds[:, 0]
+        assert same(res["overall"]["t"]["auc"], ref_auc(y, s))
+        assert same(res["overall"]["t"]["gauc"], ref_gauc(y, s, groups))
+        for d, dn in enumerate("abc"[:n_dom]):
+            sel = domains == d
+            assert same(res["domains"][dn]["t"]["auc"], ref_auc(y[sel], s[sel]))
+            assert same(res["domains"][dn]["t"]["gauc"], ref_gauc(y[sel], s[sel], groups[sel]))
+        assert same(res["overall"]["const"]["auc"], 0.5)
+        assert res["overall"]["empty"]["impressions"] == 0
+        assert math.isnan(res["overall"]["empty"]["auc"])
+    # No score bits left: a constant or empty task still fits, 8 distinct scores do not.
+    res = run(fixed, ["const", "empty"])
+    assert same(res["overall"]["const"]["gauc"], 0.5)
+    with pytest.raises(ValueError, match=r"^too many groups/distinct scores to pack"):
+        run(fixed + 2, ["t"])
+
+
+def test_dense_ranks_fill_the_key_exactly_without_domains_or_users(monkeypatch):
+    """gauc/task_metrics have no domain field and a single user needs no user bits: with
+    8 distinct scores (3 bits) and the label bit, 4 key bits are enough."""
+    rng = np.random.default_rng(81)
+    n = 100
+    scores = ((rng.integers(0, 8, n) + 1) / 10).astype(np.float32)
+    labels = (rng.random(n) < 0.4).astype(np.float32)
+    one_user = np.full(n, 9)
+    monkeypatch.setattr(M, "_KEY_BITS", 4)
+    assert same(M.gauc(labels, scores, one_user), ref_auc(labels, scores))
+    out = M.task_metrics(labels, scores, one_user)
+    assert same(out["auc"], ref_auc(labels, scores)) and same(out["gauc"], out["auc"])
+    monkeypatch.setattr(M, "_KEY_BITS", 3)
+    with pytest.raises(ValueError, match=r"^too many groups/distinct scores to pack"):
+        M.gauc(labels, scores, one_user)

@@ -45,7 +45,7 @@ def _flat(tree, prefix=''):
   return out
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # three CLI runs, two as one jax.distributed job (~60 s); 8 devices == 1 stays in the default run (test_multidevice.py)
 def test_two_processes_match_one_process_with_two_devices(tmp_path):
   run_py = os.path.join(REPO, 'run.py')
   data = tmp_path / 'data'
@@ -74,7 +74,7 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   assert params_at(multi, 6).keys() == a.keys()
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a two-process job killed and resumed (~60 s); one process's signal handling stays in the default run (test_faults.py)
 def test_sigterm_to_one_host_stops_both_at_the_same_step(tmp_path):
   """Preemption reaches hosts at different steps; a host that stopped alone
   would leave the other waiting in a collective. Both stop together, save one

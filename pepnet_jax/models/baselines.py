@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from pepnet_jax.models import layers
-from pepnet_jax.models import register
+from pepnet_jax.models.registry import register
 
 Array = jax.Array
 

@@ -1,7 +1,7 @@
 """The model contract: what the trainer needs from a model, and nothing more.
 
 A model is a Flax Linen module built by a factory registered under a name
-(``models.register('my_model')``, see ``models/__init__.py``). It provides:
+(``models.register('my_model')``, see ``models/registry.py``). It provides:
 
 ``lookup(inputs) -> rows``
     The only method that reads embedding tables. ``inputs`` is the batch's

@@ -200,18 +200,22 @@ class GateNU(nn.Module):
 
   The output lies in (0, gamma); with gamma=2 a gate can both damp (<1) and
   amplify (>1) what it multiplies, starting near 1 at initialization. The input
-  is one array or the list of parts it concatenates (see ``PartsDense``).
+  is one array or the list of parts it concatenates (see ``PartsDense``). The one
+  implementation of the gate: ``SplitGateNU`` changes only the output layer's layout.
   """
   hidden: int
   out: int
   gamma: float = 2.0
   dtype: Any = jnp.float32
 
+  def project(self, h: Array) -> Array:
+    """The second layer's logits, [B, out]."""
+    return nn.Dense(self.out, dtype=self.dtype, name='out')(h)
+
   @nn.compact
   def __call__(self, x) -> Array:
     h = nn.relu(PartsDense(self.hidden, dtype=self.dtype, name='hidden')(x))
-    logits = nn.Dense(self.out, dtype=self.dtype, name='out')(h)
-    return self.gamma * nn.sigmoid(logits.astype(jnp.float32))
+    return self.gamma * nn.sigmoid(self.project(h).astype(jnp.float32))
 
 
 class MLP(nn.Module):
@@ -278,21 +282,18 @@ def _broadcast_tasks_bwd(num_tasks, _, ct):
 broadcast_tasks.defvjp(_broadcast_tasks_fwd, _broadcast_tasks_bwd)
 
 
-class SplitGateNU(nn.Module):
+class SplitGateNU(GateNU):
   """One Gate NU whose ``parts * width`` outputs are split into ``parts`` gates.
 
   The same function (and parameter shapes) as ``GateNU(hidden, parts*width)``
-  followed by a reshape, returned task-major [parts, B, width].
+  followed by a reshape, returned task-major [parts, B, width]; only the output
+  layer differs (its kernel and bias are this module's own parameters).
   """
-  hidden: int
-  parts: int
-  width: int
-  gamma: float = 2.0
-  dtype: Any = jnp.float32
+  out: int = 0  # unused: the output width is parts * width
+  parts: int = 1
+  width: int = 1
 
-  @nn.compact
-  def __call__(self, x) -> Array:
-    h = nn.relu(PartsDense(self.hidden, dtype=self.dtype, name='hidden')(x))
+  def project(self, h: Array) -> Array:
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (self.hidden, self.parts * self.width))
     bias = self.param('bias', nn.initializers.zeros, (self.parts * self.width,))
@@ -302,8 +303,7 @@ class SplitGateNU(nn.Module):
     # the elementwise fusions after it cost more than the matmul itself.
     hb = broadcast_tasks(h.astype(self.dtype), self.parts)
     logits = jnp.einsum('tbh,thw->tbw', hb, k.transpose(1, 0, 2))
-    logits = logits + bias.astype(self.dtype).reshape(self.parts, 1, self.width)
-    return self.gamma * nn.sigmoid(logits.astype(jnp.float32))
+    return logits + bias.astype(self.dtype).reshape(self.parts, 1, self.width)
 
 
 def activation_fn(name: str) -> Callable[[Array], Array]:

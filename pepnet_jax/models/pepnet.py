@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from pepnet_jax.models import layers
+from pepnet_jax.models.registry import register
 
 Array = jax.Array
 
@@ -93,7 +94,8 @@ class PEPNet(nn.Module):
       hidden = self.ppnet_hidden or len(self.prior_inputs) * self.embed_dim
       if self.task_gates == 'split':
         self.ppnet_gates = [
-            layers.SplitGateNU(hidden, self.num_tasks, w, self.gamma, self.dtype)
+            layers.SplitGateNU(hidden, gamma=self.gamma, dtype=self.dtype,
+                               parts=self.num_tasks, width=w)
             for w in widths]
       else:
         self.ppnet_gates = [
@@ -176,3 +178,16 @@ def task_transfer_logits(w: Array, logits: Array) -> Array:
   t = logits.shape[-1]
   w = w * (1.0 - jnp.eye(t, dtype=w.dtype))
   return logits + jax.lax.stop_gradient(logits) @ w
+
+
+@register('pepnet')
+def _pepnet(mc, infos, spec, common):
+  g = spec.groups
+  priors = tuple(g.get('user', ())) + tuple(g.get('item', ())) + tuple(g.get('author', ()))
+  return PEPNet(
+      domain_inputs=tuple(g.get('domain', ())), prior_inputs=priors,
+      tower=tuple(mc.tower), epnet_hidden=mc.epnet_hidden, ppnet_hidden=mc.ppnet_hidden,
+      gamma=mc.gamma, use_epnet=mc.use_epnet, use_ppnet=mc.use_ppnet,
+      gate_stop_gradient=mc.gate_stop_gradient, task_gates=mc.task_gates,
+      domain_towers=mc.domain_towers, activation=mc.activation,
+      task_transfer=bool(mc.get('task_transfer', False)), **common)

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from pepnet_jax.models import layers
-from pepnet_jax.models import register
+from pepnet_jax.models.registry import register
 from pepnet_jax.models.baselines import _Base
 
 
