@@ -39,7 +39,11 @@ import os
 import numpy as np
 
 from pepnet_jax import oracle
-from pepnet_jax.data import kuairand_synth as synth
+from pepnet_jax import synth
+from pepnet_jax.synth.exposures import _sample_rows
+from pepnet_jax.synth.labels import _calibrate, _draw_labels
+from pepnet_jax.synth import world as synth_world
+from pepnet_jax.synth.world import _World
 from pepnet_jax.metrics import auc
 
 TABS = synth.DEFAULT_TABS
@@ -55,24 +59,25 @@ PARTS['task_and_taste_own'] = {**PARTS['task_own'], **PARTS['taste_own']}
 
 @contextlib.contextmanager
 def _constants(**values):
-  """The generator's module constants set to ``values`` for the block (an analysis knob, not
-  an API: every draw still happens, so the other parts stay identical)."""
-  saved = {k: getattr(synth, k) for k in values}
+  """The latent world's constants (as ``synth.world`` reads them) set to ``values`` for the
+  block (an analysis knob, not an API: every draw still happens, so the other parts stay
+  identical)."""
+  saved = {k: getattr(synth_world, k) for k in values}
   try:
     for k, v in values.items():
-      setattr(synth, k, v)
+      setattr(synth_world, k, v)
     yield
   finally:
     for k, v in saved.items():
-      setattr(synth, k, v)
+      setattr(synth_world, k, v)
 
 
-def _world(seed: int, sizes: dict = SIZES, **values) -> synth._World:
+def _world(seed: int, sizes: dict = SIZES, **values) -> _World:
   rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
   users = synth.make_users(rngs[0], sizes['users'])
   videos = synth.make_videos(rngs[1], sizes['videos'], sizes['authors'])
   with _constants(**values):
-    return synth._World(rngs[2], users, videos)
+    return _World(rngs[2], users, videos)
 
 
 def _truth(world, user, video, tab, hourmin, calib) -> dict:
@@ -104,9 +109,9 @@ def measure(rows: int, seed: int) -> dict:
   rng = np.random.default_rng(seed + 1)
   start, _ = synth.PERIODS['4_22_to_5_08']
   shares = {t: float(synth.TAB_STATS[t][0]) for t in TABS}
-  sample = synth._sample_rows(rng, world, rows, start + dt.timedelta(days=7), 10, shares, False)
-  calib = synth._calibrate([sample], [], {t: synth.TAB_STATS[t][1] for t in TABS}, {}, rng)
-  synth._draw_labels(rng, sample, calib, world)
+  sample = _sample_rows(rng, world, rows, start + dt.timedelta(days=7), 10, shares, False)
+  calib = _calibrate([sample], [], {t: synth.TAB_STATS[t][1] for t in TABS}, {}, rng)
+  _draw_labels(rng, sample, calib, world)
   out = _score(seed, SIZES, (sample.user, sample.video, sample.tab, sample.hourmin),
                sample.labels, calib, world)
   return {'rows': rows, 'seed': seed, 'generator_version': synth.GENERATOR_VERSION,

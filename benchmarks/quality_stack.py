@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import optimize
 
 from pepnet_jax import metrics, oracle
-from pepnet_jax.data.kuairand_synth import TASKS
+from pepnet_jax.synth import TASKS
 
 
 def read_logits(path: str, log: pd.DataFrame) -> np.ndarray:

@@ -112,7 +112,7 @@ def phase(name: str, a) -> dict:
     return dict(rows=n, seconds=time.time() - t1, peak_mb=_peak_mb(), inputs_mb=inputs_mb,
                 peak_before_mb=before, mean_auc=res['mean']['auc'])
   if name == 'generate':
-    from pepnet_jax.data import kuairand_synth
+    from pepnet_jax import synth as kuairand_synth
     kuairand_synth.generate(a.data, a.rows, users=27_285, videos=a.videos,
                             authors=max(a.videos // 4, 1), seed=0, version='27k',
                             progress=True)

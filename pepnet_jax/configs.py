@@ -330,7 +330,7 @@ def use_generated_data(c: ml_collections.ConfigDict, rows: int, users: int = 500
   version>`` (a newer generator makes a new folder), so the points of a sweep generate and
   parse it once, whatever their workdirs.
   """
-  from pepnet_jax.data.kuairand_synth import GENERATOR_VERSION  # pulls pandas: lazily
+  from pepnet_jax.synth import GENERATOR_VERSION  # pulls pandas: lazily
   name = f'synth_{rows}_u{users}_v{videos}_a{authors}_s{seed}_g{GENERATOR_VERSION}'
   c.data.dir = os.path.join(data_cache_root(), name)
   c.data.cache_dir = os.path.join(c.data.dir, '.cache')

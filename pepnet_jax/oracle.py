@@ -2,7 +2,7 @@
 
   python -m pepnet_jax.oracle --workdir DIR [--split test]
 
-The generator (``data/kuairand_synth.py``) writes the true probability of
+The generator (the ``synth`` package) writes the true probability of
 every label of every log row to ``truth/<log file>``: the probability given
 what a model can observe (ids, side features, tab, hour; no hidden row noise
 since generator version 2). Scoring the split's rows with it gives the
@@ -169,7 +169,7 @@ def _without(latent: dict, structure: str) -> dict:
 def headroom(workdir: str, split: str | None = None, report: str | None = None) -> dict:
   """Per task: the ceiling, the ceiling without each structure (STRUCTURES), the share of the
   ceiling's lift each carries, and the model's AUC and share."""
-  from pepnet_jax.data import kuairand_synth as synth
+  from pepnet_jax import synth
   cfg = json.load(open(os.path.join(workdir, 'config.json')))
   rep = json.load(open(report or os.path.join(workdir, 'report.json')))
   split = split or rep.get('split', 'test')

@@ -28,16 +28,16 @@ def generated_tabs(config) -> tuple[int, ...]:
   not be predicted on with the default tabs.
   """
   from pepnet_jax import features
-  from pepnet_jax.data import kuairand_synth
+  from pepnet_jax import synth
   domains = features.resolve_domains(config.data)
-  return tuple(sorted(set(kuairand_synth.DEFAULT_TABS) | {int(t) for t in domains}))
+  return tuple(sorted(set(synth.DEFAULT_TABS) | {int(t) for t in domains}))
 
 
 def expected_generator_args(config) -> dict:
   """generator_meta.json["args"] of the folder this config asks for."""
-  from pepnet_jax.data import kuairand_synth
+  from pepnet_jax import synth
   gen = config.data.generate
-  return kuairand_synth.generator_args(
+  return synth.generator_args(
       int(gen.rows), users=int(gen.users), videos=int(gen.videos), authors=int(gen.authors),
       seed=int(gen.seed), tabs=generated_tabs(config), random_rows=int(gen.random_rows))
 
@@ -104,10 +104,10 @@ def ensure_generated(config, workdir: str) -> str:
         or os.path.exists(os.path.join(d, 'generator_meta.json'))):
       check_generated_folder(d, want)
     else:
-      from pepnet_jax.data import kuairand_synth
+      from pepnet_jax import synth
       print(f'Generating a KuaiRand-format dataset ({gen.rows:,} log rows, tabs '
             f'{want["tabs"]}) in {d}', flush=True)
-      kuairand_synth.generate(d, rows=want['rows'], users=want['users'],
+      synth.generate(d, rows=want['rows'], users=want['users'],
                               videos=want['videos'], authors=want['authors'],
                               seed=want['seed'], tabs=want['tabs'],
                               random_rows=want['random_rows'])
