@@ -33,6 +33,8 @@ def test_dropout_acts_in_training_only_and_is_reproducible(name):
   _, m2 = jax.jit(drop_steps.train_step)(state, batch)
   assert float(m0['loss']) != float(m1['loss'])
   assert float(m1['loss']) == float(m2['loss'])  # same step, same masks
+  _, m3 = jax.jit(drop_steps.train_step)(state.replace(step=state.step + 1), batch)
+  assert float(m3['loss']) != float(m1['loss'])  # the next step draws new masks
   np.testing.assert_array_equal(drop_steps.eval_step(state.params, batch),
                                 plain_steps.eval_step(state.params, batch))
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from pepnet_jax import configs, optim, synthetic, train
@@ -125,6 +126,50 @@ def four_groups():
   c.towers = dict(regex=r'^towers_\d+/kernel$', optimizer='adamw', lr=0.01, weight_decay=0.1)
   c.rest = dict(regex=r'.*', optimizer='adam', lr=0.001, b1=0.5, b2=0.9, eps=1e-6)
   return c
+
+
+def test_adagrad_groups_without_the_field_start_their_sums_at_0_1():
+  """A group that does not set ``initial_accumulator`` gets 0.1 (TensorFlow's AdaGrad default,
+  the paper's optimizer) on both paths: optax's dense update and the row-sparse state."""
+  g = jnp.array([0.5, -2.0, 0.0])
+  tx = optim.group_transform('embedding', ml_collections.ConfigDict(
+      dict(optimizer='adagrad', lr=0.05)), 10)
+  update, _ = tx.update(g, tx.init(jnp.zeros(3)), jnp.zeros(3))
+  want = -0.05 * np.asarray(g) / np.sqrt(0.1 + np.asarray(g) ** 2 + 1e-7)
+  np.testing.assert_allclose(np.asarray(update), want, rtol=1e-6)
+  c = configs.base_config()
+  c.model.tower, c.model.ppnet_hidden, c.model.embed_dim = (8, 4), 4, 4
+  del c.optim.embedding['initial_accumulator']
+  assert c.optim.sparse_group == 'embedding'
+  steps = train.make_steps(small_model(), c, 10)
+  batch = synthetic.make_batches(INFOS, SPEC, 1, 4)[0]
+  state = jax.eval_shape(steps.init, jax.random.key(0), train.device_batch(batch))
+  acc = jax.jit(steps.init)(jax.random.key(0), train.device_batch(batch)).emb_acc
+  assert jax.tree.leaves(acc) and len(jax.tree.leaves(acc)) == len(jax.tree.leaves(
+      state.params['embed']))
+  for leaf in jax.tree.leaves(acc):
+    np.testing.assert_array_equal(np.asarray(leaf), np.full(leaf.shape, 0.1, np.float32))
+
+
+def test_adam_and_adamw_groups_without_the_fields_take_the_documented_defaults():
+  """Adam: b1 0.9, b2 0.999, eps 1e-8; AdamW adds weight decay 1e-4. Three steps against
+  NumPy (the four-group test sets every field, so it never reaches these defaults)."""
+  rng = np.random.default_rng(1)
+  grads = [rng.normal(size=3).astype(np.float32) for _ in range(3)]
+  for opt, decay in (('adam', 0.0), ('adamw', 1e-4)):
+    tx = optim.group_transform('dense', ml_collections.ConfigDict(dict(optimizer=opt, lr=0.01)),
+                               10)
+    p = jnp.ones(3)
+    state = tx.init(p)
+    want, m, v = np.ones(3), np.zeros(3), np.zeros(3)
+    for t, g in enumerate(grads, 1):
+      update, state = tx.update(jnp.asarray(g), state, p)
+      p = optax.apply_updates(p, update)
+      m = 0.9 * m + 0.1 * g
+      v = 0.999 * v + 0.001 * g * g
+      step = (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+      want = want - 0.01 * (step + decay * want)
+    np.testing.assert_allclose(np.asarray(p), want, rtol=1e-5, err_msg=opt)
 
 
 def flat_paths(tree):
