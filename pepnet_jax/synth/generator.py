@@ -74,7 +74,39 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
     ss = np.random.SeedSequence(seed)
     r_users, r_videos, r_world, r_calib, *r_files = (np.random.default_rng(s)
                                                      for s in ss.spawn(7))
+    users_df, videos_df, paths = _write_side_features(
+        out_dir, version, r_users, r_videos, users, videos, authors, progress)
+    world = _World(r_world, users_df, videos_df)
+    paths["truth/latent"] = _save_latent(world, tabs, out_dir)
+    _log(progress, f"latent world ready ({time.time() - t_start:.1f}s since start)")
+    files = _sample_files(world, tabs, rows, random_rows, r_files, progress)
+    calib = _draw_all_labels(files, tabs, r_calib, world, progress)
+    written = _write_files(files, out_dir, version, paths, progress)
+    summary = {
+        "out_dir": os.path.abspath(out_dir),
+        "args": generator_args(rows, users=users, videos=videos, authors=authors, seed=seed,
+                               tabs=tabs, random_rows=random_rows, version=version),
+        "files": paths,
+        "rows": written["rows"],
+        "target_click_rate": {str(t): TAB_STATS[t][1] for t in tabs},
+        "target_rates": dict(TARGET_RATES),
+        "rates": written["rates"],
+        "tab_rates": {k: {str(t): v for t, v in d.items()}
+                      for k, d in written["tab_rates"].items()},
+        "oracle_auc": written["oracle"],
+        "intercepts": {k: ({str(t): a for t, a in v.items()} if isinstance(v, dict) else v)
+                       for k, v in calib.items()},
+        "seconds": round(time.time() - t_start, 2),
+    }
+    _write_meta(summary, out_dir, meta_path, paths)
+    _log(progress, f"done in {summary['seconds']}s; ceiling AUC "
+                   + ", ".join(f"{t}={a:.3f}" for t, a in written["oracle"].items()))
+    return summary
 
+
+def _write_side_features(out_dir, version, r_users, r_videos, users, videos, authors,
+                         progress):
+    """The user and video feature files; returns their frames and paths."""
     users_df = make_users(r_users, users)
     videos_df = make_videos(r_videos, videos, authors)
     paths = {
@@ -84,21 +116,34 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
     users_df.to_csv(paths["user_features"], index=False, lineterminator="\n")
     videos_df.to_csv(paths["video_features_basic"], index=False, lineterminator="\n")
     _log(progress, f"wrote {users} users, {videos} videos ({authors} authors)")
+    return users_df, videos_df, paths
 
-    std_shares = {t: float(TAB_STATS[t][0]) for t in tabs}
-    rand_shares = {t: float(RANDOM_TAB_STATS[t][0]) for t in tabs if t in RANDOM_TAB_STATS}
-    rand_click = {t: RANDOM_TAB_STATS[t][1] for t in rand_shares}
-    if not rand_shares:  # no requested tab occurs in the real random log: reuse the standard
-        rand_shares = dict(std_shares)  # shares, with the real random/standard click ratio.
-        rand_click = {t: TAB_STATS[t][1] * 0.17616 / 0.37872 for t in tabs}
-    world = _World(r_world, users_df, videos_df)
+
+def _save_latent(world, tabs, out_dir: str) -> str:
+    """``truth/latent/*.npy``: the tables the truth is computed from."""
     latent_dir = os.path.join(out_dir, "truth", "latent")
     os.makedirs(latent_dir, exist_ok=True)
     for key, arr in world.latent_arrays(tabs).items():
         np.save(os.path.join(latent_dir, f"{key}.npy"), arr)
-    paths["truth/latent"] = latent_dir
-    _log(progress, f"latent world ready ({time.time() - t_start:.1f}s since start)")
+    return latent_dir
 
+
+def _random_log_rates(tabs):
+    """(tab shares, click rates) of the random log: the real ones where a requested tab occurs
+    in it, else the standard shares with the real random/standard click ratio."""
+    shares = {t: float(RANDOM_TAB_STATS[t][0]) for t in tabs if t in RANDOM_TAB_STATS}
+    click = {t: RANDOM_TAB_STATS[t][1] for t in shares}
+    if not shares:
+        shares = {t: float(TAB_STATS[t][0]) for t in tabs}
+        click = {t: TAB_STATS[t][1] * 0.17616 / 0.37872 for t in tabs}
+    return shares, click
+
+
+def _sample_files(world, tabs, rows: int, random_rows: int, r_files, progress):
+    """The exposures of each log file: [(kind, period, rows, rng)], the two standard logs
+    split 14:17 by their day counts, then the random log if asked for."""
+    std_shares = {t: float(TAB_STATS[t][0]) for t in tabs}
+    rand_shares, _ = _random_log_rates(tabs)
     n_a = int(round(rows * 14 / 31))
     plan = [("standard", "4_08_to_4_21", n_a, std_shares, False),
             ("standard", "4_22_to_5_08", rows - n_a, std_shares, False)]
@@ -111,11 +156,17 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
         rws = _sample_rows(rng, world, n, start, days, shares, is_rand)
         files.append((kind, period, rws, rng))
         _log(progress, f"sampled {n:,} rows for log_{kind}_{period} ({time.time() - t0:.1f}s)")
+    return files
 
+
+def _draw_all_labels(files, tabs, r_calib, world, progress) -> dict:
+    """Calibrates the intercepts to the target rates, then draws every file's labels;
+    returns the intercepts."""
     std_rows = [f[2] for f in files if not f[2].is_rand]
     rnd_rows = [f[2] for f in files if f[2].is_rand]
     t0 = time.time()
-    calib = _calibrate(std_rows, rnd_rows, {t: TAB_STATS[t][1] for t in tabs}, rand_click, r_calib)
+    calib = _calibrate(std_rows, rnd_rows, {t: TAB_STATS[t][1] for t in tabs},
+                       _random_log_rates(tabs)[1], r_calib)
     _log(progress, f"intercepts calibrated ({time.time() - t0:.1f}s)")
     t0 = time.time()
     for _, _, rws, rng in files:
@@ -126,8 +177,13 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
     for _, _, rws, rng in files:
         _draw_profile(rng, rws, calib["is_profile_enter"])
     _log(progress, f"labels drawn ({time.time() - t0:.1f}s)")
+    return calib
 
-    summary_rows, rates, tab_rates, oracle = {}, {}, {}, {}
+
+def _write_files(files, out_dir: str, version: str, paths: dict, progress) -> dict:
+    """Each log and its truth file (paths added to ``paths``); returns the row counts, the
+    realized rates per file and per tab, and the ceiling AUC on the 4_22_to_5_08 file."""
+    out = {"rows": {}, "rates": {}, "tab_rates": {}, "oracle": {}}
     for kind, period, rws, _ in files:
         name = log_file_name(kind, period, version)
         t0 = time.time()
@@ -135,41 +191,28 @@ def generate(out_dir: str, rows: int, *, users: int = 5000, videos: int = 2000,
         _write_log(paths[name], rws)
         _write_truth(os.path.join(out_dir, "truth", name), rws)
         paths[f"truth/{name}"] = os.path.join(out_dir, "truth", name)
-        summary_rows[name] = rws.n
-        rates[name] = {t: float(rws.labels[t].mean()) for t in LABELS}
-        tab_rates[name] = {
+        out["rows"][name] = rws.n
+        out["rates"][name] = {t: float(rws.labels[t].mean()) for t in LABELS}
+        out["tab_rates"][name] = {
             int(t): {"share": float((rws.tab == t).mean()),
                      **{lab: float(rws.labels[lab][rws.tab == t].mean()) for lab in LABELS}}
             for t in np.unique(rws.tab)
         }
         if kind == "standard" and period == "4_22_to_5_08":
-            oracle = {t: metrics.auc(rws.labels[t], rws.truth[:, i]) for i, t in enumerate(TASKS)}
+            out["oracle"] = {t: metrics.auc(rws.labels[t], rws.truth[:, i])
+                             for i, t in enumerate(TASKS)}
         _log(progress, f"wrote {name} ({rws.n:,} rows, {time.time() - t0:.1f}s)")
+    return out
 
-    summary = {
-        "out_dir": os.path.abspath(out_dir),
-        "args": generator_args(rows, users=users, videos=videos, authors=authors, seed=seed,
-                               tabs=tabs, random_rows=random_rows, version=version),
-        "files": paths,
-        "rows": summary_rows,
-        "target_click_rate": {str(t): TAB_STATS[t][1] for t in tabs},
-        "target_rates": dict(TARGET_RATES),
-        "rates": rates,
-        "tab_rates": {k: {str(t): v for t, v in d.items()} for k, d in tab_rates.items()},
-        "oracle_auc": oracle,
-        "intercepts": {k: ({str(t): a for t, a in v.items()} if isinstance(v, dict) else v)
-                       for k, v in calib.items()},
-        "seconds": round(time.time() - t_start, 2),
-    }
+
+def _write_meta(summary: dict, out_dir: str, meta_path: str, paths: dict) -> None:
+    """``generator_meta.json``, last and atomically: a folder without it is unfinished."""
     meta = {k: v for k, v in summary.items() if k not in ("out_dir", "files", "seconds")}
     meta["files"] = {k: os.path.relpath(v, out_dir) for k, v in paths.items()}
     paths["generator_meta"] = meta_path
     with atomic_write(meta_path) as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
-    _log(progress, f"done in {summary['seconds']}s; ceiling AUC "
-                   + ", ".join(f"{t}={a:.3f}" for t, a in oracle.items()))
-    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

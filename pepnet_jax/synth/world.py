@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
@@ -16,6 +17,33 @@ from pepnet_jax.synth.stats import (
 from pepnet_jax.synth.side import ALL_TAGS, _normalize, _rms_normalize
 
 
+def _effects(rng: np.random.Generator, n: int, rho) -> np.ndarray:
+    """n x T task effects: a part common to the entity's tasks (weight ``rho``) and its own."""
+    shared = rng.standard_normal((n, len(TASKS)))
+    own = rng.standard_normal((n, len(TASKS)))
+    return rho * shared[:, :1] + np.sqrt(1 - rho ** 2) * own
+
+
+def _side_codes(users: pd.DataFrame, videos: pd.DataFrame) -> SimpleNamespace:
+    """The sizes and the side-feature codes the world is built from (no random draws)."""
+    D = len(TAB_STATS)
+    tabs = tuple(range(D))
+    first_tag = videos["tag"].map(lambda s: s.split(",")[0] if isinstance(s, str) else -1)
+    tag_pos = {t: i for i, t in enumerate(ALL_TAGS)}
+    author_codes, author_of = np.unique(videos["author_id"].to_numpy(), return_inverse=True)
+    follows = np.log1p(users["follow_user_num"].to_numpy(dtype=np.float64))
+    return SimpleNamespace(
+        U=len(users), V=len(videos), A=author_codes.size, K=LATENT_DIM, T=len(TASKS), D=D,
+        tabs=tabs, author_of=author_of,
+        deg=pd.Categorical(users["user_active_degree"], categories=DEGREES).codes,
+        f1=users["onehot_feat1"].to_numpy(), f2=users["onehot_feat2"].to_numpy(),
+        tag1=np.array([tag_pos.get(int(t), len(ALL_TAGS)) for t in first_tag]),
+        lam=np.array([TAB_LAMBDA[t] for t in tabs]),  # D x 3
+        follows=(follows - 4.9) / 1.8,
+        is_author=users["is_video_author"].to_numpy(dtype=np.float64),
+        is_ad=(videos["video_type"] == "AD").to_numpy(dtype=np.float64))
+
+
 class _World:
     """Latent parameters, precomputed as per-(entity, tab, task) base-logit tables.
 
@@ -24,27 +52,26 @@ class _World:
     """
 
     def __init__(self, rng: np.random.Generator, users: pd.DataFrame, videos: pd.DataFrame):
-        U, V = len(users), len(videos)
-        K, T, D = LATENT_DIM, len(TASKS), len(TAB_STATS)
-        tabs = tuple(range(D))
-        deg = pd.Categorical(users["user_active_degree"], categories=DEGREES).codes
-        f1 = users["onehot_feat1"].to_numpy()
-        f2 = users["onehot_feat2"].to_numpy()
-        first_tag = videos["tag"].map(lambda s: s.split(",")[0] if isinstance(s, str) else -1)
-        tag_pos = {t: i for i, t in enumerate(ALL_TAGS)}
-        tag1 = np.array([tag_pos.get(int(t), len(ALL_TAGS)) for t in first_tag])
-        author_codes, author_of = np.unique(videos["author_id"].to_numpy(), return_inverse=True)
-        A = author_codes.size
-        self.author_of = author_of
+        # The phases draw from ``rng`` in this order; reordering them changes every dataset.
+        c = _side_codes(users, videos)
+        self.author_of = c.author_of
+        self._factors(rng, c)
+        BU, BA, BV, f1_eff, tag_eff = self._propensities(rng, c)
+        self._task_weights(rng, c)
+        self._user_part(c, BU, f1_eff)
+        self._item_parts(rng, c, videos, BA, BV, tag_eff)
+        self._exposure(rng, c)
 
-        # Latent factors; user factors lean on onehot_feat2 and video factors on the first tag,
-        # so side features carry part of the affinity (cold-start signal).
-        P = (P_FEAT * rng.standard_normal((50, K))[f2]
-             + P_OWN * rng.standard_normal((U, K)))
-        Q = (Q_FEAT * rng.standard_normal((len(ALL_TAGS) + 1, K))[tag1]
-             + Q_OWN * rng.standard_normal((V, K)))
-        R = R_OWN * rng.standard_normal((A, K))
-        self.item_vec = Q + R[author_of]
+    def _factors(self, rng, c) -> None:
+        """Latent factors; user factors lean on onehot_feat2 and video factors on the first
+        tag, so side features carry part of the affinity (cold-start signal)."""
+        K, D = c.K, c.D
+        P = (P_FEAT * rng.standard_normal((50, K))[c.f2]
+             + P_OWN * rng.standard_normal((c.U, K)))
+        Q = (Q_FEAT * rng.standard_normal((len(ALL_TAGS) + 1, K))[c.tag1]
+             + Q_OWN * rng.standard_normal((c.V, K)))
+        R = R_OWN * rng.standard_normal((c.A, K))
+        self.item_vec = Q + R[c.author_of]
         gates = np.full((D, K), 0.25)
         gates[:, :2] = 1.0
         for i in range(D):
@@ -52,73 +79,75 @@ class _World:
         self.gates = gates / np.sqrt(1.25 * np.mean(gates ** 2, axis=1, keepdims=True) * K)
         self.user_vec = P
 
-        def effects(n: int, rho: np.ndarray | float) -> np.ndarray:
-            shared = rng.standard_normal((n, T))
-            own = rng.standard_normal((n, T))
-            return rho * shared[:, :1] + np.sqrt(1 - rho ** 2) * own
-
-        BU = SIG_USER * effects(U, RHO_SHARED)
-        BA = SIG_AUTHOR * effects(A, RHO_SHARED)
-        BV = SIG_VIDEO * effects(V, RHO_SHARED)
-        lam = np.array([TAB_LAMBDA[t] for t in tabs])  # D x 3
-        self.lam_aff = lam[:, 2]
-        f1_eff = 0.5 * rng.normal(0, 0.35, (1, 7)) + 0.85 * rng.normal(0, 0.35, (D, 7))
+    def _propensities(self, rng, c):
+        """Per-user, per-author and per-video task propensities, and the per-tab effect tables
+        of onehot_feat1 and the first tag."""
+        BU = SIG_USER * _effects(rng, c.U, RHO_SHARED)
+        BA = SIG_AUTHOR * _effects(rng, c.A, RHO_SHARED)
+        BV = SIG_VIDEO * _effects(rng, c.V, RHO_SHARED)
+        self.lam_aff = c.lam[:, 2]
+        f1_eff = 0.5 * rng.normal(0, 0.35, (1, 7)) + 0.85 * rng.normal(0, 0.35, (c.D, 7))
         tag_eff = 0.5 * rng.normal(0, 0.4, (1, len(ALL_TAGS) + 1)) \
-            + 0.85 * rng.normal(0, 0.4, (D, len(ALL_TAGS) + 1))
-        deg_eff = np.array([DEGREE_EFFECT[d] for d in DEGREES])[deg]
-        follows = np.log1p(users["follow_user_num"].to_numpy(dtype=np.float64))
-        follows = (follows - 4.9) / 1.8
-        is_author = users["is_video_author"].to_numpy(dtype=np.float64)
+            + 0.85 * rng.normal(0, 0.4, (c.D, len(ALL_TAGS) + 1))
+        return BU, BA, BV, f1_eff, tag_eff
 
-        # PPNet structure: per-user, per-task weights of the affinity (m_user) and of the
-        # item-side propensity (k_user), tied to user_active_degree, is_video_author and the
-        # user id, and per-author weights of the affinity (m_item, via author_id). Each is
-        # scaled to a mean square of 1 per task, so the terms keep their average variance.
-        styles = rng.standard_normal((U, 2))
+    def _task_weights(self, rng, c) -> None:
+        """PPNet structure: per-user, per-task weights of the affinity (m_user) and of the
+        item-side propensity (k_user), tied to user_active_degree, is_video_author and the
+        user id, and per-author weights of the affinity (m_item, via author_id). Each is
+        scaled to a mean square of 1 per task, so the terms keep their average variance."""
+        styles = rng.standard_normal((c.U, 2))
         loadings = np.stack([np.cos(STYLE_ANGLE), np.sin(STYLE_ANGLE)])  # 2 x T
-        g_user = (SCALE_DEG * np.array([DEGREE_SCALE[d] for d in DEGREES])[deg][:, None]
-                  + SCALE_AUTHOR * (is_author[:, None] - 0.8)
+        g_user = (SCALE_DEG * np.array([DEGREE_SCALE[d] for d in DEGREES])[c.deg][:, None]
+                  + SCALE_AUTHOR * (c.is_author[:, None] - 0.8)
                   + SIG_SCALE * (styles @ loadings)
-                  + SIG_SCALE_OWN * rng.standard_normal((U, T)))
+                  + SIG_SCALE_OWN * rng.standard_normal((c.U, c.T)))
         self.m_user = _rms_normalize(2 * _sigmoid(g_user))
         self.k_user = _rms_normalize(2 * _sigmoid(K_FROM_M * g_user
-                                                  + SIG_K_OWN * effects(U, RHO_K)))
+                                                  + SIG_K_OWN * _effects(rng, c.U, RHO_K)))
         self.m_item = _rms_normalize(
-            2 * _sigmoid(SIG_SCALE_AUTHOR_ID * effects(A, RHO_SCALE_AUTHOR)))[author_of]
+            2 * _sigmoid(SIG_SCALE_AUTHOR_ID * _effects(rng, c.A, RHO_SCALE_AUTHOR)))[c.author_of]
 
-        # user part: U x D x T
-        up = lam[None, :, 0, None] * BU[:, None, :]
+    def _user_part(self, c, BU, f1_eff) -> None:
+        """The user side of every base logit: U x D x T."""
+        deg_eff = np.array([DEGREE_EFFECT[d] for d in DEGREES])[c.deg]
+        up = c.lam[None, :, 0, None] * BU[:, None, :]
         up = up + (W_DEG * deg_eff[:, None])[:, None, :]
-        up = up + W_F1[None, None, :] * f1_eff.T[f1][:, :, None]
-        up = up + (W_FOLLOWS * follows[:, None] + W_AUTHOR_USER * is_author[:, None])[:, None, :]
+        up = up + W_F1[None, None, :] * f1_eff.T[c.f1][:, :, None]
+        up = up + (W_FOLLOWS * c.follows[:, None]
+                   + W_AUTHOR_USER * c.is_author[:, None])[:, None, :]
         self.user_part = up
 
+    def _item_parts(self, rng, c, videos, BA, BV, tag_eff) -> None:
+        """The item side: the propensity (weighted per user by k_user) and the rest, V x D x T;
+        picture posts, which have no duration, get one drawn."""
         dur = videos["video_duration"].to_numpy(dtype=np.float64)
-        fill = np.rint(rng.uniform(8000, 60000, V))  # picture posts have no duration
+        fill = np.rint(rng.uniform(8000, 60000, c.V))
         self.duration_ms = np.where(np.isnan(dur), fill, dur).astype(np.int64)
         zdur = (np.log(self.duration_ms) - np.log(60000.0)) / 1.0
-        is_ad = (videos["video_type"] == "AD").to_numpy(dtype=np.float64)
-        dur_w = np.tile(W_DUR, (D, 1))
-        dur_w[:, 0] = [DUR_CLICK.get(t, DEFAULT_DUR_CLICK) for t in tabs]
-        # item side: the propensity (weighted per user by k_user) and the rest, V x D x T
-        self.item_prop = lam[None, :, 1, None] * (BA[author_of] + BV)[:, None, :]
-        ip = W_TAG[None, None, :] * tag_eff.T[tag1][:, :, None]
+        dur_w = np.tile(W_DUR, (c.D, 1))
+        dur_w[:, 0] = [DUR_CLICK.get(t, DEFAULT_DUR_CLICK) for t in c.tabs]
+        self.item_prop = c.lam[None, :, 1, None] * (BA[c.author_of] + BV)[:, None, :]
+        ip = W_TAG[None, None, :] * tag_eff.T[c.tag1][:, :, None]
         ip = ip + dur_w[None, :, :] * zdur[:, None, None]
-        ip = ip + (W_AD * is_ad[:, None])[:, None, :]
+        ip = ip + (W_AD * c.is_ad[:, None])[:, None, :]
         self.item_rest = ip
 
-        # Exposure volume: activity x per-tab participation (27K stats: active users per tab).
-        act = np.array([DEGREE_ACTIVITY[d] for d in DEGREES])[deg] * rng.lognormal(0, 0.8, U)
-        part = np.empty((U, D))
-        for i, t in enumerate(tabs):
+    def _exposure(self, rng, c) -> None:
+        """Exposure volume: activity x per-tab participation (27K stats: active users per
+        tab); video popularity (lognormal, Gini ~0.5 like the 27K standard logs), ads shown
+        less."""
+        act = np.array([DEGREE_ACTIVITY[d] for d in DEGREES])[c.deg] * rng.lognormal(0, 0.8, c.U)
+        part = np.empty((c.U, c.D))
+        for i, t in enumerate(c.tabs):
             ratio = TAB_STATS[t][2] / N_REAL_USERS
-            on = rng.random(U) < ratio
+            on = rng.random(c.U) < ratio
             if not on.any():
-                on[rng.integers(U)] = True
-            part[:, i] = on * rng.lognormal(0, 0.7, U)
+                on[rng.integers(c.U)] = True
+            part[:, i] = on * rng.lognormal(0, 0.7, c.U)
         self.user_weight = act[:, None] * part
-        # Video popularity (lognormal, Gini ~0.5 like the 27K standard logs); ads shown less.
-        self.video_pop = _normalize(rng.lognormal(0, 1.0, V) * np.where(is_ad > 0, 0.3, 1.0))
+        self.video_pop = _normalize(rng.lognormal(0, 1.0, c.V)
+                                    * np.where(c.is_ad > 0, 0.3, 1.0))
 
     def affinity(self, u: np.ndarray, v: np.ndarray, d: np.ndarray) -> np.ndarray:
         return np.einsum("nk,nk->n", self.user_vec[u] * self.gates[d], self.item_vec[v])
