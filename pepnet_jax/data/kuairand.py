@@ -28,7 +28,7 @@ import time
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -397,20 +397,16 @@ def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = N
                          for c in usecols})
     tables = _shared_tables(layout, user_cols, video_cols, shared) if join else []
     limit = (_sample_limits(plan, spec, seed, max_rows, wanted) if max_rows else {})
-    counts = dict.fromkeys(wanted, 0)
-    sources: dict[str, list[str]] = {n: [] for n in wanted}
-    tab_drops = {n: Counter() for n in wanted}
-    outside = []  # (rows, first date, last date) of standard-log rows in no split's range
-    bad_dates = Counter()  # standard-log dates that are no calendar date -> rows
+    tally = _Tally(wanted)
     done_bytes, rows_read = 0, 0
     for lf, all_targets in plan:
-        targets = {n: r for n, r in all_targets.items() if n in counts}
+        targets = {n: r for n, r in all_targets.items() if n in tally.counts}
         size = lf.path.stat().st_size
         if not targets:
             done_bytes += size
             continue
         for n in targets:
-            sources[n].append(lf.path.name)
+            tally.sources[n].append(lf.path.name)
         # One uniform key per file row, from a stream seeded by (seed, file name): a row's key
         # depends on neither the chunking nor the other files read.
         key_rng = np.random.default_rng([seed, zlib.crc32(lf.path.name.encode())])
@@ -419,36 +415,13 @@ def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = N
                                             position=position):
             keys = key_rng.random(len(chunk)) if max_rows else None
             check_binary(lf.path, chunk, label_cols, start)
-            tab = chunk[spec.domain_column].to_numpy()
-            if spec.domain_column == FORMAT.domain_column:
-                check_domains(lf.path, tab, spec.domain_column, KNOWN_TABS, start,
-                              'the KuaiRand tab range')
-            keep = domain_index(tab, spec.domains) >= 0
-            date = chunk['date'].to_numpy()
-            real = _calendar_dates(date) if lf.kind == 'standard' else np.ones(len(date), bool)
-            if not real.all() and only is None:
-                bad_dates.update(date[~real].tolist())
-            anywhere = ~real  # rows some split takes; bad dates are counted on their own
-            for n, rng in all_targets.items():
-                rows = real if rng is None else real & (date >= rng[0]) & (date <= rng[1])
-                anywhere |= rows
-                if n not in targets:
-                    continue
-                if (dropped := rows & ~keep).any():
-                    tab_drops[n].update(count_values(tab[dropped]))
-                taken = rows & keep
-                if max_rows:
-                    taken &= keys <= limit[n]
-                if taken.any():
-                    part = chunk[taken].reset_index(drop=True)
-                    _normalize_missing(part, feat_log_cols)
-                    for table in tables:
-                        sidetables.join(part, table)
-                    counts[n] += len(part)
-                    yield n, part
-            if not anywhere.all() and only is None:
-                lost = date[~anywhere]
-                outside.append((len(lost), int(lost.min()), int(lost.max())))
+            for n, part in _split_chunk(chunk, start, lf, all_targets, targets, spec, tally,
+                                        keys, limit, only is None):
+                _normalize_missing(part, feat_log_cols)
+                for table in tables:
+                    sidetables.join(part, table)
+                tally.counts[n] += len(part)
+                yield n, part
             rows_read += len(chunk)
             if progress is not None:
                 progress.done_bytes = done_bytes
@@ -458,28 +431,80 @@ def read_chunks(data_config: Any, spec: DataSpec, only: Sequence[str] | None = N
         progress.done_bytes = done_bytes
         progress.update(rows_read, 0, force=True)
     if only is None:
-        for n in wanted:
-            note_drops(n, counts[n], spec.domain_column, tab_drops[n], spec.domains)
+        tally.note_drops(spec)
+    tally.require_rows(splits, spec)
+    note('kuairand %s: %s in %.1fs', layout.version,
+         ', '.join(f'{n}={c:,}' for n, c in tally.counts.items()), time.time() - t0)
+
+
+class _Tally:
+    """What a read of the logs took and left out, per split: row counts, source files, rows
+    dropped for their tab, rows in no split's dates, dates that are no calendar date."""
+
+    def __init__(self, wanted):
+        self.counts = dict.fromkeys(wanted, 0)
+        self.sources: dict[str, list[str]] = {n: [] for n in wanted}
+        self.tab_drops = {n: Counter() for n in wanted}
+        self.outside = []  # (rows, first date, last date) of standard-log rows in no split
+        self.bad_dates = Counter()  # standard-log dates that are no calendar date -> rows
+
+    def note_drops(self, spec: DataSpec) -> None:
+        """One counted [data] line per kind of drop (on a read of every split)."""
+        for n in self.counts:
+            note_drops(n, self.counts[n], spec.domain_column, self.tab_drops[n], spec.domains)
         why = []
-        if outside:
-            why.append(f'{sum(o[0] for o in outside):,} with dates in '
-                       f'{min(o[1] for o in outside)}..{max(o[2] for o in outside)} outside '
-                       'every config.data.splits range')
-        if bad_dates:
-            shown = ', '.join(str(d) for d in sorted(bad_dates)[:3]) + (
-                ', ...' if len(bad_dates) > 3 else '')
-            why.append(f'{sum(bad_dates.values()):,} whose date is no calendar date ({shown})')
+        if self.outside:
+            why.append(f'{sum(o[0] for o in self.outside):,} with dates in '
+                       f'{min(o[1] for o in self.outside)}..{max(o[2] for o in self.outside)} '
+                       'outside every config.data.splits range')
+        if self.bad_dates:
+            shown = ', '.join(str(d) for d in sorted(self.bad_dates)[:3]) + (
+                ', ...' if len(self.bad_dates) > 3 else '')
+            why.append(f'{sum(self.bad_dates.values()):,} whose date is no calendar date '
+                       f'({shown})')
         if why:
             note('standard log rows in no split: %s', '; '.join(why))
-    for n in wanted:
-        if counts[n] == 0:
-            rng = splits.get(n)
-            dates = f'dates {rng[0]}..{rng[1]}' if rng else 'the random log'
-            raise DataError(f'split {n!r} is empty: no rows with {dates} and tab in '
-                            f'{list(spec.domains)} (config.data.domains) in '
-                            f'{sources[n] or "any file"}')
-    note('kuairand %s: %s in %.1fs', layout.version,
-         ', '.join(f'{n}={c:,}' for n, c in counts.items()), time.time() - t0)
+
+    def require_rows(self, splits, spec: DataSpec) -> None:
+        """A DataError naming the dates, tabs and files of the first empty split."""
+        for n, count in self.counts.items():
+            if count == 0:
+                rng = splits.get(n)
+                dates = f'dates {rng[0]}..{rng[1]}' if rng else 'the random log'
+                raise DataError(f'split {n!r} is empty: no rows with {dates} and tab in '
+                                f'{list(spec.domains)} (config.data.domains) in '
+                                f'{self.sources[n] or "any file"}')
+
+
+def _split_chunk(chunk, start: int, lf, all_targets, targets, spec: DataSpec, tally: _Tally,
+                 keys, limit, full_read: bool):
+    """(split, rows) of one chunk of one log file: the rows of each target split's dates and
+    configured tabs (and, under max_rows, the split's sample); drops are tallied."""
+    tab = chunk[spec.domain_column].to_numpy()
+    if spec.domain_column == FORMAT.domain_column:
+        check_domains(lf.path, tab, spec.domain_column, KNOWN_TABS, start,
+                      'the KuaiRand tab range')
+    keep = domain_index(tab, spec.domains) >= 0
+    date = chunk['date'].to_numpy()
+    real = _calendar_dates(date) if lf.kind == 'standard' else np.ones(len(date), bool)
+    if not real.all() and full_read:
+        tally.bad_dates.update(date[~real].tolist())
+    anywhere = ~real  # rows some split takes; bad dates are counted on their own
+    for n, rng in all_targets.items():
+        rows = real if rng is None else real & (date >= rng[0]) & (date <= rng[1])
+        anywhere |= rows
+        if n not in targets:
+            continue
+        if (dropped := rows & ~keep).any():
+            tally.tab_drops[n].update(count_values(tab[dropped]))
+        taken = rows & keep
+        if keys is not None:
+            taken &= keys <= limit[n]
+        if taken.any():
+            yield n, chunk[taken].reset_index(drop=True)
+    if not anywhere.all() and full_read:
+        lost = date[~anywhere]
+        tally.outside.append((len(lost), int(lost.min()), int(lost.max())))
 
 
 def _sample_limits(plan, spec: DataSpec, seed: int, k: int, wanted) -> dict[str, float]:
