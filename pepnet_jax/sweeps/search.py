@@ -576,18 +576,8 @@ def run_search(config: str, sweep_dir: str, search: Search, *, trials: int | Non
                 metric=search.metric, direction=search.direction, seeds=search.seeds,
                 trials_wanted=n_trials, space=search.space_json())
   known = {t.number: t for t in chooser.known()}
-
   if dry_run:
-    where = f'; study {header["study"]} in {header["storage"]}' if sampler == 'tpe' else ''
-    out(f'{sampler} search over {len(search.dims)} fields, {n_trials} trials wanted, '
-        f'{len(known)} in the {"list" if sampler == "random" else "study"}{where}')
-    for t in known.values():
-      for p in t.points:
-        state = 'done (skip)' if common.finished(sweep_dir, p.name) else 'to run'
-        cmd = command(config, os.path.join(sweep_dir, p.name), p.overrides, extra)
-        out(f'{p.name}: {state}\n    {shlex.join(cmd)}')
-    return dict(header, trials=[t.record() for t in known.values()], failed_now=0)
-
+    return _dry_run(config, sweep_dir, header, known, extra, out)
   if check:  # every known trial at once, as a grid checks all its points
     check_points(config, [p for t in known.values() for p in t.points
                           if os.path.isdir(os.path.join(sweep_dir, p.name))],
@@ -602,87 +592,128 @@ def run_search(config: str, sweep_dir: str, search: Search, *, trials: int | Non
   status.save()
   prunner = PointRunner(config, status, extra, retries,
                         runner or make_runner(sweep_dir, parallel, compile_cache), out)
-  t_start = time.time()
-  counts = {'ran': 0, 'failed': 0}
-  warned = []
-
-  def current() -> list[Trial]:  # a retry replaces the trial it retries
-    superseded = {t.retry_of for t in known.values()}
-    return [t for t in known.values() if t.number not in superseded]
-
-  def save():
-    return write_results(sweep_dir, header, current(), search)
-
-  def run_trial(t: Trial) -> Trial:
-    for p in t.points:
-      t.ran |= prunner.run(p, f'[trial {t.index + 1}/{n_trials}] {p.name}')[0] != 'skipped'
-    return score(t, sweep_dir, search)
-
-  def finish(t: Trial):
-    chooser.tell(t)
-    known[t.number] = t
-    if t.ran:  # a trial only scored again is saved with the rest at the end
-      save()
-    counts['ran'] += t.ran
-    counts['failed'] += t.status != 'done'
-    odd = [s for s in t.sources if not_validation(s)]
-    if odd and not warned:
-      warned.append(odd[0])
-      out(f'warning: {t.name}: no validation {search.metric} found (no best_valid in '
-          f'report.json, no valid lines in metrics.jsonl); using {odd[0]}, which is not '
-          'a validation result.')
-    best = best_trial(current(), search.direction)
-    out(f'[trial {t.index + 1}/{n_trials}] {t.name}: {t.status}, {search.metric} '
-        f'{_fmt(t.value)}; best {_fmt(best.value) if best else "-"}'
-        f'{f" ({best.name})" if best else ""}; total {fmt_secs(time.time() - t_start)}')
-
-  in_flight: dict = {}
+  run = _TrialLoop(search, sweep_dir, header, known, chooser, prunner, n_trials, out)
   try:
-    with concurrent.futures.ThreadPoolExecutor(max(parallel, 1)) as pool:
-      while True:
-        while len(in_flight) < max(parallel, 1):
-          t = chooser.next()
-          if t is None:
-            break
-          known[t.number] = t
-          if check and t.handle is not None and \
-              any(os.path.isdir(os.path.join(sweep_dir, p.name)) for p in t.points):
-            try:  # a new TPE trial meeting an old directory (e.g. study.db deleted)
-              check_points(config, t.points, extra, sweep_dir, what='trial')
-            except ValueError:
-              t.status = 'failed'
-              chooser.tell(t)
-              raise
-          status.add(t.points)
-          t.status = 'running'
-          in_flight[pool.submit(run_trial, t)] = t
-        if not in_flight:
-          break
-        done, _ = concurrent.futures.wait(in_flight, return_when='FIRST_COMPLETED')
-        for f in done:
-          in_flight.pop(f)
-          finish(f.result())
+    run.loop(parallel, lambda t: check and _check_new_trial(config, t, extra, sweep_dir,
+                                                             chooser))
   except KeyboardInterrupt:
     status.interrupted()
-    chooser.interrupted(list(in_flight.values()))
-    save()
+    chooser.interrupted(list(run.in_flight.values()))
+    run.save()
     out('Interrupted: rerun the same command to continue the search.')
     raise
   status.save()
-  result = save()
-  best = best_trial(current(), search.direction)
-  out(f'Search finished in {fmt_secs(time.time() - t_start)}: {counts["ran"]} trials ran now, '
-      f'{counts["failed"]} failed; {len(current())} trials in all. '
-      f'Trials: {os.path.join(sweep_dir, SEARCH_JSON)}')
-  if best is None:
-    out('No trial has a result yet.')
-  else:
-    seeds = f', mean over {len(best.values)} seeds' if len(best.values) > 1 else ''
-    out(f'Best trial: {best.name}: {search.metric} {best.value:.6g} ({search.direction}{seeds}; '
-        f'from {", ".join(sorted(set(best.sources))) or "the study"})\n'
-        f'  overrides: {shlex.join(cli_args(best.params))}')
+  result = run.save()
+  run.announce()
   if aggregate and any(common.finished(sweep_dir, p.name) for t in known.values()
                        for p in t.points):
     aggregate_results(sweep_dir, out)
-  result['failed_now'] = counts['failed']
+  result['failed_now'] = run.counts['failed']
   return result
+
+
+def _dry_run(config, sweep_dir, header, known, extra, out) -> dict:
+  """Prints each known trial's points and commands; runs nothing."""
+  sampler = header['sampler']
+  where = f'; study {header["study"]} in {header["storage"]}' if sampler == 'tpe' else ''
+  out(f'{sampler} search over {len(header["space"])} fields, {header["trials_wanted"]} trials '
+      f'wanted, {len(known)} in the {"list" if sampler == "random" else "study"}{where}')
+  for t in known.values():
+    for p in t.points:
+      state = 'done (skip)' if common.finished(sweep_dir, p.name) else 'to run'
+      cmd = command(config, os.path.join(sweep_dir, p.name), p.overrides, extra)
+      out(f'{p.name}: {state}\n    {shlex.join(cmd)}')
+  return dict(header, trials=[t.record() for t in known.values()], failed_now=0)
+
+
+def _check_new_trial(config, t, extra, sweep_dir, chooser) -> None:
+  """A new TPE trial meeting an old directory (e.g. study.db deleted) must hold a run of
+  this configuration; otherwise the trial is failed and the error raised."""
+  if t.handle is None or not any(os.path.isdir(os.path.join(sweep_dir, p.name))
+                                 for p in t.points):
+    return
+  try:
+    check_points(config, t.points, extra, sweep_dir, what='trial')
+  except ValueError:
+    t.status = 'failed'
+    chooser.tell(t)
+    raise
+
+
+class _TrialLoop:
+  """Asks the sampler for trials, runs up to ``parallel`` at once, scores and records each."""
+
+  def __init__(self, search, sweep_dir, header, known, chooser, prunner, n_trials, out):
+    self.search, self.sweep_dir, self.header = search, sweep_dir, header
+    self.known, self.chooser, self.prunner = known, chooser, prunner
+    self.n_trials, self.out = n_trials, out
+    self.t_start = time.time()
+    self.counts = {'ran': 0, 'failed': 0}
+    self.warned = False
+    self.in_flight: dict = {}
+
+  def current(self) -> list[Trial]:  # a retry replaces the trial it retries
+    superseded = {t.retry_of for t in self.known.values()}
+    return [t for t in self.known.values() if t.number not in superseded]
+
+  def save(self):
+    return write_results(self.sweep_dir, self.header, self.current(), self.search)
+
+  def run_trial(self, t: Trial) -> Trial:
+    for p in t.points:
+      label = f'[trial {t.index + 1}/{self.n_trials}] {p.name}'
+      t.ran |= self.prunner.run(p, label)[0] != 'skipped'
+    return score(t, self.sweep_dir, self.search)
+
+  def finish(self, t: Trial) -> None:
+    search = self.search
+    self.chooser.tell(t)
+    self.known[t.number] = t
+    if t.ran:  # a trial only scored again is saved with the rest at the end
+      self.save()
+    self.counts['ran'] += t.ran
+    self.counts['failed'] += t.status != 'done'
+    odd = [s for s in t.sources if not_validation(s)]
+    if odd and not self.warned:
+      self.warned = True
+      self.out(f'warning: {t.name}: no validation {search.metric} found (no best_valid in '
+               f'report.json, no valid lines in metrics.jsonl); using {odd[0]}, which is not '
+               'a validation result.')
+    best = best_trial(self.current(), search.direction)
+    self.out(f'[trial {t.index + 1}/{self.n_trials}] {t.name}: {t.status}, {search.metric} '
+             f'{_fmt(t.value)}; best {_fmt(best.value) if best else "-"}'
+             f'{f" ({best.name})" if best else ""}; '
+             f'total {fmt_secs(time.time() - self.t_start)}')
+
+  def loop(self, parallel: int, check_new) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max(parallel, 1)) as pool:
+      while True:
+        while len(self.in_flight) < max(parallel, 1):
+          t = self.chooser.next()
+          if t is None:
+            break
+          self.known[t.number] = t
+          check_new(t)
+          self.prunner.status.add(t.points)
+          t.status = 'running'
+          self.in_flight[pool.submit(self.run_trial, t)] = t
+        if not self.in_flight:
+          break
+        done, _ = concurrent.futures.wait(self.in_flight, return_when='FIRST_COMPLETED')
+        for f in done:
+          self.in_flight.pop(f)
+          self.finish(f.result())
+
+  def announce(self) -> None:
+    search, out = self.search, self.out
+    best = best_trial(self.current(), search.direction)
+    out(f'Search finished in {fmt_secs(time.time() - self.t_start)}: {self.counts["ran"]} '
+        f'trials ran now, {self.counts["failed"]} failed; {len(self.current())} trials in '
+        f'all. Trials: {os.path.join(self.sweep_dir, SEARCH_JSON)}')
+    if best is None:
+      out('No trial has a result yet.')
+    else:
+      seeds = f', mean over {len(best.values)} seeds' if len(best.values) > 1 else ''
+      out(f'Best trial: {best.name}: {search.metric} {best.value:.6g} ({search.direction}'
+          f'{seeds}; from {", ".join(sorted(set(best.sources))) or "the study"})\n'
+          f'  overrides: {shlex.join(cli_args(best.params))}')
