@@ -264,6 +264,35 @@ def aggregate_results(sweep_dir: str, out) -> None:
 
 # ------------------------------------------------------------------ grids
 
+def _dry_run(config: str, sweep_dir: str, selected, extra, out) -> list[dict]:
+  """Prints each selected point's state and command; runs nothing."""
+  for i, p in enumerate(selected, 1):
+    done = common.finished(sweep_dir, p.name)
+    cmd = command(config, os.path.join(sweep_dir, p.name), p.overrides, extra)
+    out(f'[{i}/{len(selected)}] {p.name}: {"done (skip)" if done else "to run"}\n'
+        f'    {shlex.join(cmd)}')
+  return [dict(name=p.name, status='done' if common.finished(sweep_dir, p.name) else 'pending')
+          for p in selected]
+
+
+def _run_all(run_one, todo, parallel: int) -> None:
+  """``run_one(i, point)`` for each of ``todo``, ``parallel`` at a time; an error (or Ctrl-C)
+  cancels the points not yet started."""
+  if parallel <= 1:
+    for i, p in todo:
+      run_one(i, p)
+    return
+  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+    futures = [pool.submit(run_one, i, p) for i, p in todo]
+    try:
+      for f in concurrent.futures.as_completed(futures):
+        f.result()
+    except BaseException:
+      for f in futures:
+        f.cancel()
+      raise
+
+
 def run_sweep(config: str, sweep_dir: str, points: Sequence[Point] | None = None, *,
               sweep: Mapping[str, Any] | None = None, extra: Sequence[str] = (),
               parallel: int = 1, only: str | None = None, dry_run: bool = False,
@@ -293,13 +322,7 @@ def run_sweep(config: str, sweep_dir: str, points: Sequence[Point] | None = None
     raise ValueError(f'--only {only!r} matches none of the {len(points)} points')
 
   if dry_run:
-    for i, p in enumerate(selected, 1):
-      done = common.finished(sweep_dir, p.name)
-      cmd = command(config, os.path.join(sweep_dir, p.name), p.overrides, extra)
-      out(f'[{i}/{len(selected)}] {p.name}: {"done (skip)" if done else "to run"}\n'
-          f'    {shlex.join(cmd)}')
-    return [dict(name=p.name, status='done' if common.finished(sweep_dir, p.name) else 'pending')
-            for p in selected]
+    return _dry_run(config, sweep_dir, selected, extra, out)
 
   os.makedirs(sweep_dir, exist_ok=True)
   status = Status(sweep_dir, dict(
@@ -326,21 +349,8 @@ def run_sweep(config: str, sweep_dir: str, points: Sequence[Point] | None = None
         f'{fmt_secs(time.time() - t_start)}, {counts["done"] + counts["skipped"]} done, '
         f'{counts["failed"]} failed, {left} left')
 
-  todo = list(enumerate(selected, 1))
   try:
-    if parallel <= 1:
-      for i, p in todo:
-        run_one(i, p)
-    else:
-      with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-        futures = [pool.submit(run_one, i, p) for i, p in todo]
-        try:
-          for f in concurrent.futures.as_completed(futures):
-            f.result()
-        except BaseException:
-          for f in futures:
-            f.cancel()
-          raise
+    _run_all(run_one, list(enumerate(selected, 1)), parallel)
   except KeyboardInterrupt:
     status.interrupted()
     out('Interrupted: rerun the same command to resume.')
