@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -264,7 +265,7 @@ def test_tpe_search_in_sqlite_resumes_retries_and_shares_a_study(tmp_path, exper
                     'model.dropout': optuna.distributions.FloatDistribution(0.0, 0.3),
                     'model.tower': optuna.distributions.CategoricalDistribution(
                         ['[256, 128]', '[128, 64]'])})
-  for k, v in dict(point='trial=003', host=search_lib.socket.gethostname(), pid=dead.pid).items():
+  for k, v in dict(point='trial=003', host=socket.gethostname(), pid=dead.pid).items():
     lost.set_user_attr(k, v)
   # rerun: finished trials are read back; the failed and the lost one run again, in place
   fake2 = FakeRunner()
