@@ -1,4 +1,6 @@
-"""Sweep results: one row per configuration, mean ± std over seeds, and plots.
+"""Sweep results: one row per configuration, mean ± std over seeds, and plots. This module
+writes the tables and runs the command; the rows are ``aggregate_rows.py``, the plots
+``aggregate_plots.py``.
 
   python -m pepnet_jax.aggregate SWEEP_DIR [--out DIR]
 
@@ -37,168 +39,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
-import re
 import sys
 from typing import Sequence
 
-import numpy as np
-
-from pepnet_jax import configs
-from pepnet_jax.selection import tasks_with_positives
+from pepnet_jax.selection import tasks_with_positives  # noqa: F401  (benchmarks/run_compare.py)
 from pepnet_jax.sweeps import common
+from pepnet_jax.aggregate_rows import (  # noqa: F401  (re-exported)
+    SEED_FIELDS, _SEED_SUFFIX, Run, Row, _hashable, _flatten, load_runs, JUDGED, run_metrics,
+    judged_tasks, _stats, summarize, paired, add_search, _columns, _varying, _field_str,
+    _tasks_domains)
+from pepnet_jax.aggregate_plots import (  # noqa: F401  (re-exported)
+    _save, _limits, _err, plot_means, plot_paired, plot_per_task, _is_number, _curve_x,
+    curve_field, plot_curve, plot_all)
 
 __all__ = ['Run', 'Row', 'load_runs', 'run_metrics', 'summarize', 'write_csv', 'write_markdown',
            'plot_all', 'aggregate', 'main']
-
-SEED_FIELDS = common.SEED_FIELDS
-_SEED_SUFFIX = re.compile(r'(^|,)seed=(-?\d+)$')
-
-
-class Run:
-  """One finished run: its report, overrides (seeds excluded) and seed."""
-
-  def __init__(self, name, config_name, overrides, seed, report, config=None):
-    self.name, self.config_name, self.overrides = name, config_name, overrides
-    self.seed, self.report, self.config = seed, report, config or {}
-
-
-class Row:
-  """One configuration: its fields and {metric: (mean, std, n)} over seeds."""
-
-  def __init__(self, config_name, fields, runs, stats):
-    self.config_name, self.fields, self.runs, self.stats = config_name, fields, runs, stats
-
-  @property
-  def seeds(self):
-    return [r.seed for r in self.runs]
-
-
-# ------------------------------------------------------------------ loading
-
-def _hashable(v):
-  if isinstance(v, list):
-    return tuple(_hashable(x) for x in v)
-  if isinstance(v, dict):
-    return json.dumps(v, sort_keys=True)
-  return v
-
-
-def _flatten(d: dict) -> dict:
-  return {k: _hashable(v) for k, v in configs.flat_fields(d).items()}
-
-
-def load_runs(sweep_dir: str) -> list[Run]:
-  """Every finished run under ``sweep_dir``, in sweep order when sweep.json exists."""
-  names = sorted(d for d in os.listdir(sweep_dir)
-                 if os.path.isfile(os.path.join(sweep_dir, d, common.REPORT)))
-  declared = common.status_points(sweep_dir)
-  if declared:  # sweep order; runs outside the declaration are stale, leave them out
-    order = {n: i for i, n in enumerate(declared)}
-    names = sorted((n for n in names if n in declared), key=order.get)
-  cfgs = {n: common.read_json(os.path.join(sweep_dir, n, 'config.json')) for n in names}
-  flat = {n: _flatten(c) for n, c in cfgs.items() if isinstance(c, dict)}
-  varying = []
-  if len(flat) == len(names) and names:
-    keys = list(dict.fromkeys(k for f in flat.values() for k in f))
-    varying = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1
-               and k not in SEED_FIELDS]
-  runs = []
-  for n in names:
-    report = common.read_json(os.path.join(sweep_dir, n, common.REPORT))
-    if not isinstance(report, dict):
-      continue
-    cfg = flat.get(n, {})
-    if n in declared:
-      p = declared[n]
-      over = {k: _hashable(v) for k, v in (p.get('overrides') or {}).items()
-              if k not in SEED_FIELDS}
-      config_name, seed = p.get('config_name') or n, p.get('seed')
-    elif varying:
-      over = {k: cfg.get(k) for k in varying}
-      seed = cfg.get('train.seed')
-      config_name = common.point_name(over) if over else 'base'
-    else:
-      m = _SEED_SUFFIX.search(n)
-      seed = int(m.group(2)) if m else cfg.get('train.seed')
-      config_name = (n[:m.start()] or 'base') if m else n
-      over = {}
-    runs.append(Run(n, config_name, over, seed, report, cfg))
-  return runs
-
-
-JUDGED = 'mean_auc_judged'
-
-
-def run_metrics(report: dict, judged: Sequence[str] = ()) -> dict[str, float]:
-  """Flat metrics of one report.json: mean_*, auc/<task>, gauc/<task>/domain_<d>, ...;
-  with ``judged`` tasks, also their mean AUC under JUDGED."""
-  out = common.report_metrics(report)
-  if judged:
-    out[JUDGED] = float(np.mean([out.get(f'auc/{t}', math.nan) for t in judged]))
-  return out
-
-
-def judged_tasks(runs: Sequence[Run], min_positives: int) -> list[str]:
-  """The tasks with at least ``min_positives`` positives in every run's evaluation split:
-  an AUC on a few dozen positives moves by several hundredths from seed to seed and can
-  decide a mean over tasks on its own."""
-  return tasks_with_positives((run.report.get('overall') for run in runs), min_positives)
-
-
-def _stats(values: Sequence[float]) -> tuple[float, float, int]:
-  v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
-  if not v.size:
-    return math.nan, math.nan, 0
-  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan, int(v.size)
-
-
-def summarize(runs: Sequence[Run], judged: Sequence[str] = ()) -> list[Row]:
-  """Groups runs by configuration (seeds together), in first-seen order."""
-  groups: dict[str, list[Run]] = {}
-  for r in runs:
-    groups.setdefault(r.config_name, []).append(r)
-  fields = list(dict.fromkeys(k for r in runs for k in r.overrides if k != '_name'))
-  rows = []
-  for name, members in groups.items():
-    per_run = [run_metrics(r.report, judged) for r in members]
-    cols = list(dict.fromkeys(k for m in per_run for k in m))
-    stats = {c: _stats([m.get(c, math.nan) for m in per_run]) for c in cols}
-    vals = {}
-    for f in fields:  # a field a point did not override has its config.json value
-      v = members[0].overrides.get(f, members[0].config.get(f))
-      vals[f] = v
-    rows.append(Row(name, vals, members, stats))
-  return rows
-
-
-def paired(rows: Sequence[Row], baseline: str,
-           judged: Sequence[str] = ()) -> list[tuple[Row, dict[str, list[float]]]]:
-  """[(row, {metric: [row minus baseline, one per seed]})] for every row but ``baseline``,
-  over the seeds both have. A seed fixes the data order and the initialisation for both
-  runs, so the spread of these differences, not of each row alone, says whether a difference
-  is more than seed noise."""
-  named = {r.config_name: r for r in rows}
-  if baseline not in named:
-    raise ValueError(f'baseline {baseline!r}: no such configuration; have '
-                   + ', '.join(named))
-  by_seed = {run.seed: run_metrics(run.report, judged) for run in named[baseline].runs}
-  out = []
-  for r in rows:
-    if r.config_name == baseline:
-      continue
-    diffs: dict[str, list[float]] = {}
-    for run in r.runs:
-      base = by_seed.get(run.seed)
-      if base is None:
-        continue
-      for k, v in run_metrics(run.report, judged).items():
-        if k != 'num_params' and k in base:
-          diffs.setdefault(k, []).append(v - base[k])
-    out.append((r, diffs))
-  return out
 
 
 def _paired_section(rows: Sequence[Row], baseline: str, tasks: Sequence[str],
@@ -220,22 +77,6 @@ def _paired_section(rows: Sequence[Row], baseline: str, tasks: Sequence[str],
     lines.append(f'| {r.config_name} | {len(auc)} | {below}/{len(auc)} | '
                  + ' | '.join(cells) + ' |')
   return lines
-
-
-def add_search(rows: Sequence[Row], search: dict) -> str | None:
-  """Puts each trial's search value (mean, std over its seeds) into its row
-  as ``search_<metric>``; returns that column's name (None: not a search)."""
-  trials = search.get('trials') if isinstance(search, dict) else None
-  if not isinstance(trials, list):
-    return None
-  col = f'search_{search.get("metric") or "value"}'
-  by_name = {t.get('name'): t for t in trials if isinstance(t, dict)}
-  for r in rows:
-    t = by_name.get(r.config_name)
-    if t is not None:
-      values = [common.num(v) for v in (t.get('values') or [])] or [common.num(t.get('value'))]
-      r.stats[col] = _stats(values)
-  return col
 
 
 def _search_section(search: dict) -> list[str]:
@@ -266,23 +107,8 @@ def _search_section(search: dict) -> list[str]:
   return lines
 
 
-def _columns(rows: Sequence[Row]) -> list[str]:
-  return list(dict.fromkeys(c for r in rows for c in r.stats))
-
-
-def _varying(rows: Sequence[Row]) -> list[str]:
-  fields = list(dict.fromkeys(f for r in rows for f in r.fields))
-  return [f for f in fields if len({repr(r.fields.get(f)) for r in rows}) > 1] or fields
-
-
-# ---------------------------------------------------------------- tables
-
 def _csv_num(x: float) -> str:
   return '' if not math.isfinite(x) else f'{float(x):.10g}'  # drops float noise like ...0001
-
-
-def _field_str(v) -> str:
-  return '' if v is None else common.cli_value(v)
 
 
 def write_csv(rows: Sequence[Row], path: str):
@@ -332,17 +158,6 @@ def _md_table(rows: Sequence[Row], cols: Sequence[tuple[str, str]], lower_better
   return out
 
 
-def _tasks_domains(rows: Sequence[Row]) -> tuple[list[str], list[str]]:
-  tasks, domains = [], []
-  for c in _columns(rows):
-    parts = c.split('/')
-    if len(parts) >= 2 and parts[0] in ('auc', 'gauc'):
-      tasks.append(parts[1])
-      if len(parts) == 3 and parts[2].startswith('domain_'):
-        domains.append(parts[2][len('domain_'):])
-  return list(dict.fromkeys(tasks)), list(dict.fromkeys(domains))
-
-
 def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
                    search: dict | None = None, baseline: str | None = None,
                    judged: Sequence[str] = (), min_positives: int | None = None):
@@ -385,186 +200,6 @@ def write_markdown(rows: Sequence[Row], path: str, title: str = 'Sweep results',
                                                    for f in field_rows) + ' |' for r in rows]
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')
-
-
-# ----------------------------------------------------------------- plots
-
-def _save(fig, path):
-  # A bare Figure renders through Agg without pyplot: headless-safe, and the
-  # global backend (a notebook's inline one) stays untouched.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=110)
-
-
-def _limits(means, stds, pad=0.15):
-  lo = [m - (s if math.isfinite(s) else 0) for m, s in zip(means, stds) if math.isfinite(m)]
-  hi = [m + (s if math.isfinite(s) else 0) for m, s in zip(means, stds) if math.isfinite(m)]
-  if not lo:
-    return 0.0, 1.0
-  a, b = min(lo), max(hi)
-  span = max(b - a, 0.01)
-  return a - pad * span - 0.002, b + pad * span + 0.002
-
-
-def _err(stds):
-  return [s if math.isfinite(s) else 0.0 for s in stds]
-
-
-def plot_means(rows: Sequence[Row], path: str):
-  from matplotlib.figure import Figure
-  names = [r.config_name for r in rows]
-  width = max(7.0, 2 * (1.6 + 0.55 * len(rows)))
-  fig = Figure(figsize=(width, 4.8), layout='constrained')
-  axes = fig.subplots(1, 2)
-  for ax, (key, label) in zip(axes, (('mean_auc', 'mean AUC'), ('mean_gauc', 'mean GAUC'))):
-    means = [r.stats.get(key, (math.nan,))[0] for r in rows]
-    stds = [r.stats.get(key, (math.nan, math.nan))[1] for r in rows]
-    x = np.arange(len(rows))
-    colors = [f'C{i % 10}' for i in range(len(rows))]
-    ax.bar(x, np.nan_to_num(means), yerr=_err(stds), capsize=4, color=colors, alpha=0.85)
-    ax.set_ylim(*_limits(means, stds))
-    for xi, m, s in zip(x, means, _err(stds)):
-      if math.isfinite(m):  # above the error bar so the two do not overlap
-        ax.annotate(f'{m:.4f}', (xi, m + s), xytext=(0, 3), textcoords='offset points',
-                    ha='center', va='bottom', fontsize=7)
-    ax.set_xticks(x, names, rotation=30 if len(rows) > 2 else 0,
-                  ha='right' if len(rows) > 2 else 'center', fontsize=8)
-    ax.set_title(f'{label} (± std over seeds)', fontsize=10)
-    ax.grid(axis='y', alpha=0.3)
-  _save(fig, path)
-
-
-def plot_paired(rows: Sequence[Row], baseline: str, path: str, judged: Sequence[str] = ()):
-  """Each configuration minus ``baseline`` (mean AUC, and over the judged tasks if any),
-  paired by seed: a dot per seed and the mean, so a difference inside seed noise shows."""
-  from matplotlib.figure import Figure
-  diffs = paired(rows, baseline, judged)
-  keys = [('mean_auc', 'mean AUC, all tasks')]
-  if judged:
-    keys.append((JUDGED, f'mean AUC, {len(judged)} judged tasks'))
-  fig = Figure(figsize=(4.2 * len(keys) + 1.5, 1.2 + 0.34 * len(diffs)), layout='constrained')
-  axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True))
-  y = np.arange(len(diffs))[::-1]
-  for ax, (key, label) in zip(axes, keys):
-    for yi, (_, d) in zip(y, diffs):
-      v = d.get(key, [])
-      if v:
-        ax.scatter(v, [yi] * len(v), s=12, color='0.55', zorder=2)
-        ax.scatter([np.mean(v)], [yi], s=40, marker='D',
-                   color='C3' if np.mean(v) < 0 else 'C2', zorder=3)
-    ax.axvline(0, color='k', lw=0.8)
-    ax.set_title(f'{label}: configuration − {baseline}', fontsize=9)
-    ax.grid(axis='x', alpha=0.3)
-  axes[0].set_yticks(y, [r.config_name for r, _ in diffs], fontsize=8)
-  _save(fig, path)
-
-
-def plot_per_task(rows: Sequence[Row], path: str, metric: str = 'gauc'):
-  from matplotlib.figure import Figure
-  tasks, _ = _tasks_domains(rows)
-  tasks = tasks or ['-']
-  width = max(7.0, 1.5 + len(tasks) * (0.6 + 0.25 * len(rows)))
-  fig = Figure(figsize=(width, 4.8), layout='constrained')
-  ax = fig.subplots()
-  bar = 0.8 / max(len(rows), 1)
-  x = np.arange(len(tasks))
-  all_m, all_s = [], []
-  for i, r in enumerate(rows):
-    means = [r.stats.get(f'{metric}/{t}', (math.nan,))[0] for t in tasks]
-    stds = [r.stats.get(f'{metric}/{t}', (math.nan, math.nan))[1] for t in tasks]
-    all_m += means
-    all_s += stds
-    ax.bar(x - 0.4 + bar * (i + 0.5), np.nan_to_num(means), bar, yerr=_err(stds), capsize=2,
-           label=r.config_name, color=f'C{i % 10}', alpha=0.85)
-  ax.set_ylim(*_limits(all_m, all_s, pad=0.08))
-  ax.set_xticks(x, tasks, fontsize=9, rotation=20 if len(tasks) > 4 else 0,
-                ha='right' if len(tasks) > 4 else 'center')
-  ax.set_title(f'{metric.upper()} per task (all domains, ± std over seeds)', fontsize=10)
-  ax.grid(axis='y', alpha=0.3)
-  ax.legend(fontsize=7, ncols=1 if len(rows) < 8 else 2, loc='upper left',
-            bbox_to_anchor=(1.0, 1.0))
-  _save(fig, path)
-
-
-def _is_number(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _curve_x(v) -> float | None:
-  """Where a field value sits on a curve's x axis: a number, or a list's length
-  (``model.tower`` widths plot against depth); None when it has no place."""
-  if _is_number(v):
-    return float(v)
-  if isinstance(v, (list, tuple)) and v:
-    return float(len(v))
-  return None
-
-
-def curve_field(rows: Sequence[Row]) -> str | None:
-  """The one numeric (or list-valued) field the sweep varies, if exactly one does."""
-  varying = [f for f in list(dict.fromkeys(f for r in rows for f in r.fields))
-             if len({repr(r.fields.get(f)) for r in rows}) > 1]
-  numeric = []
-  for f in varying:
-    vals = {repr(r.fields.get(f)): _curve_x(r.fields.get(f)) for r in rows}
-    xs = list(vals.values())
-    # distinct values must land on distinct x (two towers of one depth would not)
-    if None not in xs and len(set(xs)) == len(xs):
-      numeric.append(f)
-  return numeric[0] if len(numeric) == 1 else None
-
-
-def plot_curve(rows: Sequence[Row], field: str, path: str):
-  from matplotlib.figure import Figure
-  others = [f for f in dict.fromkeys(f for r in rows for f in r.fields)
-            if f != field and len({repr(r.fields.get(f)) for r in rows}) > 1]
-  series: dict[str, list[Row]] = {}
-  for r in rows:
-    label = ','.join(f'{f}={_field_str(r.fields.get(f))}' for f in others) or 'mean'
-    series.setdefault(label, []).append(r)
-  def x_of(r):
-    return _curve_x(r.fields[field])
-  xs = [x_of(r) for r in rows]
-  by_length = not _is_number(rows[0].fields[field])
-  x_label = f'len({field})' if by_length else field
-  log_x = not by_length and min(xs) > 0 and max(xs) / min(xs) >= 100
-  fig = Figure(figsize=(11, 4.5), layout='constrained')
-  axes = fig.subplots(1, 2)
-  for ax, (key, label) in zip(axes, (('mean_auc', 'mean AUC'), ('mean_gauc', 'mean GAUC'))):
-    for i, (name, members) in enumerate(series.items()):
-      members = sorted(members, key=x_of)
-      x = np.array([x_of(r) for r in members])
-      m = np.array([r.stats.get(key, (math.nan,))[0] for r in members])
-      s = np.nan_to_num(np.array([r.stats.get(key, (math.nan, math.nan))[1] for r in members]))
-      ax.plot(x, m, marker='o', color=f'C{i % 10}', label=name)
-      ax.fill_between(x, m - s, m + s, color=f'C{i % 10}', alpha=0.2, linewidth=0)
-    if log_x:
-      ax.set_xscale('log')
-    if by_length:
-      ax.set_xticks(sorted(set(xs)))
-    ax.set_xlabel(x_label)
-    ax.set_title(f'{label} vs {x_label} (band: ± std over seeds)', fontsize=10)
-    ax.grid(alpha=0.3)
-    if len(series) > 1:
-      ax.legend(fontsize=7)
-  _save(fig, path)
-
-
-def plot_all(rows: Sequence[Row], out: str, baseline: str | None = None,
-             judged: Sequence[str] = ()) -> dict[str, str]:
-  paths = {'bars': os.path.join(out, 'mean_auc_gauc.png'),
-           'per_task': os.path.join(out, 'gauc_per_task.png')}
-  plot_means(rows, paths['bars'])
-  plot_per_task(rows, paths['per_task'])
-  if baseline:
-    paths['paired'] = os.path.join(out, f'paired_{common.safe(baseline)}.png')
-    plot_paired(rows, baseline, paths['paired'], judged)
-  field = curve_field(rows)
-  if field is not None:
-    paths['curve'] = os.path.join(out, f'curve_{common.safe(field)}.png')
-    plot_curve(rows, field, paths['curve'])
-  return paths
 
 
 def aggregate(sweep_dir: str, out: str | None = None, plots: bool = True,
