@@ -59,6 +59,8 @@ def cos_decay(frac):
     # linear after a warm-up of 10 steps: 0 -> lr, then lr -> 0 at total (110)
     ('linear', 10, 110, {0: 0.0, 5: LR / 2, 10: LR, 35: 0.075, 60: LR / 2, 110: 0.0,
                          200: 0.0}),
+    # a warm-up as long as the run: the peak at its end, 0 one step later
+    ('linear', 10, 10, {0: 0.0, 5: LR / 2, 10: LR, 11: 0.0, 50: 0.0}),
     # total_steps 0 counts as one step
     ('linear', 0, 0, {0: LR, 1: 0.0}),
 ])
@@ -71,11 +73,16 @@ def test_schedule_values_at_chosen_steps(kind, warmup, total, at):
 def test_every_schedule_the_config_names_is_built_and_others_are_refused():
   for kind in ('constant', 'cosine', 'warmup_cosine', 'linear'):
     optim.schedule(group(schedule=kind), 10)
-  with pytest.raises(ValueError, match=r"schedule='step'.*constant\|cosine\|warmup_cosine\|linear"):
+  with pytest.raises(ValueError, match=r"^config\.optim\.<group>\.schedule='step': use "
+                     r"constant\|cosine\|warmup_cosine\|linear$"):
     optim.schedule(group(schedule='step'), 10)
   # The error names the group the optimizer was building.
   with pytest.raises(ValueError, match=r"config\.optim\.dense\.schedule='step'"):
     optim.group_transform('dense', group(schedule='step'), 10)
+  oc = ml_collections.ConfigDict(dict(groups=('dense',), dense=dict(
+      regex='.*', optimizer='sgd', lr=0.1, schedule='step')))
+  with pytest.raises(ValueError, match=r"config\.optim\.dense\.schedule='step'"):
+    optim.build_optimizer(oc, 10)
   # A group without the fields: constant, no warm-up.
   assert float(optim.schedule(ml_collections.ConfigDict({'lr': 0.3}), 10)(7)) == \
       pytest.approx(0.3)
@@ -170,6 +177,20 @@ def test_adam_and_adamw_groups_without_the_fields_take_the_documented_defaults()
       step = (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
       want = want - 0.01 * (step + decay * want)
     np.testing.assert_allclose(np.asarray(p), want, rtol=1e-5, err_msg=opt)
+
+
+def test_a_groups_own_eps_reaches_adagrad_and_adam():
+  """eps set in the group (large here, so it shows) replaces the default: one step of each
+  against NumPy."""
+  g = np.array([0.5, -2.0, 1e-3], np.float32)
+  for opt, want in (
+      ('adagrad', -0.1 * g / np.sqrt(0.1 + g * g + 0.5)),
+      # Adam's first step: m_hat = g, v_hat = g^2, update -lr * g / (|g| + eps).
+      ('adam', -0.1 * g / (np.abs(g) + 0.5))):
+    tx = optim.group_transform('g', ml_collections.ConfigDict(
+        dict(optimizer=opt, lr=0.1, eps=0.5)), 10)
+    update, _ = tx.update(jnp.asarray(g), tx.init(jnp.zeros(3)), jnp.zeros(3))
+    np.testing.assert_allclose(np.asarray(update), want, rtol=1e-5, err_msg=opt)
 
 
 def flat_paths(tree):
