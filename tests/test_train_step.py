@@ -141,3 +141,26 @@ def test_adagrad_rows_equals_optax_adagrad_over_many_steps_with_warmup(vocab):
   np.testing.assert_allclose(np.asarray(rows), np.asarray(dense), rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(np.asarray(acc), np.asarray(opt[0].sum_of_squares), rtol=1e-6)
   assert not np.allclose(np.asarray(rows), np.asarray(table))
+
+
+@pytest.mark.parametrize('vocab', [24, 5000])  # the whole-table path and the unique-ids path
+def test_adagrad_rows_with_zero_sums_and_no_eps_leaves_zero_gradient_rows_as_they_are(vocab):
+  """initial_accumulator 0 and eps 0 (optax allows both): a row whose sum of squares is still
+  0 (untouched, or looked up with a zero gradient) must not divide 0 by 0: it stays exactly
+  as it was, and every other row moves by -lr * g / sqrt(g^2)."""
+  from pepnet_jax import sparse as sp
+  rng = np.random.default_rng(4)
+  table = rng.normal(size=(vocab, 4)).astype(np.float32)
+  ids = np.array([[3, 7, 7, 11], [11, 3, 5, 5], [9, 9, 2, 7], [1, 3, 20, 11]], np.int32)
+  assert (vocab <= sp.DENSE_FACTOR * ids.size) == (vocab == 24)
+  g = rng.normal(size=(4, 4, 4)).astype(np.float32)
+  g[ids == 3] = 0.0  # row 3: looked up three times, zero gradient
+  rows, acc = sp.adagrad_rows(jnp.asarray(table), jnp.zeros((vocab, 4)), jnp.asarray(ids),
+                              jnp.asarray(g), 0.5, 0.0)
+  g_sum = np.zeros_like(table)
+  np.add.at(g_sum, ids.reshape(-1), g.reshape(-1, 4))
+  assert (g_sum == 0).all(axis=1).sum() > 1  # row 3 and the untouched rows
+  with np.errstate(invalid='ignore', divide='ignore'):
+    want = np.where(g_sum != 0, table - 0.5 * g_sum / np.abs(g_sum), table)
+  np.testing.assert_allclose(np.asarray(rows), want, rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(acc), g_sum * g_sum)
