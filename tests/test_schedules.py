@@ -385,3 +385,41 @@ def test_tower_dropout_keeps_the_expected_logit_and_spares_the_logit_layer():
   # Without the 1/keep rescaling the mean would sit at keep * (z - b) + b: far outside.
   bias = np.asarray(params['towers_1']['bias'])[:, 0]
   assert (np.abs(0.5 * (want - bias) + bias - mean) > 5 * se).mean() > 0.8
+
+
+def test_a_models_own_loss_and_probabilities_replace_the_defaults_with_every_argument():
+  """``contract.loss`` / ``probabilities`` call the model's own methods when it has them, with
+  the arguments in the contract's order; without them, ``multitask_loss`` and sigmoid."""
+  calls = []
+
+  class Own:
+    def loss(self, *args):
+      calls.append(args)
+      return 'own loss'
+
+    def probabilities(self, outputs):
+      return ('own probabilities', outputs)
+
+  args = tuple(f'arg{i}' for i in range(5))
+  assert contract.loss(Own(), *args) == 'own loss'
+  assert calls == [args]
+  assert contract.probabilities(Own(), 'out') == ('own probabilities', 'out')
+
+  class Plain:
+    pass
+
+  logits = jnp.array([[0.3, -1.0]])
+  labels, mask = jnp.array([[1.0, 0.0]]), jnp.ones((1, 2))
+  total, per_task = contract.loss(Plain(), logits, labels, mask, jnp.ones(1), jnp.ones(2))
+  want = [math.log1p(math.exp(-0.3)), math.log1p(math.exp(-1.0))]
+  np.testing.assert_allclose(np.asarray(per_task), want, rtol=1e-6)
+  np.testing.assert_allclose(float(total), sum(want), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(contract.probabilities(Plain(), logits)),
+                             1 / (1 + np.exp(-np.asarray(logits))), rtol=1e-6)
+  # bfloat16 logits (a user model's towers) are scored in float32.
+  total16, _ = contract.loss(Plain(), logits.astype(jnp.bfloat16), labels, mask, jnp.ones(1),
+                             jnp.ones(2))
+  assert total16.dtype == jnp.float32
+  z = np.asarray(logits.astype(jnp.bfloat16).astype(jnp.float32), np.float64)[0]
+  np.testing.assert_allclose(float(total16), math.log1p(math.exp(-z[0])) +
+                             math.log1p(math.exp(z[1])), rtol=1e-6)
