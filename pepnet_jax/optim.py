@@ -50,29 +50,35 @@ def schedule(group_config, total_steps: int, name: str = '<group>') -> optax.Sch
   kind = group_config.get('schedule', 'constant')
   warmup = int(group_config.get('warmup_steps', 0))
   steps = max(int(total_steps), 1)
+
+  def after_warmup(rest: optax.Schedule) -> optax.Schedule:
+    if not warmup:
+      return rest
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), rest], [warmup])
+
   if kind == 'constant':
-    if warmup:
-      return optax.join_schedules(
-          [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
-    return optax.constant_schedule(lr)
+    return after_warmup(optax.constant_schedule(lr))
   if kind in ('cosine', 'warmup_cosine'):
     return optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup, max(steps, warmup + 1))
   if kind == 'linear':
-    if warmup:
-      return optax.join_schedules(
-          [optax.linear_schedule(0.0, lr, warmup),
-           optax.linear_schedule(lr, 0.0, max(steps - warmup, 1))], [warmup])
-    return optax.linear_schedule(lr, 0.0, steps)
+    return after_warmup(optax.linear_schedule(lr, 0.0, max(steps - warmup, 1)))
   raise ValueError(f"config.optim.{name}.schedule={kind!r}: use "
                    "constant|cosine|warmup_cosine|linear")
+
+
+def adagrad_settings(group_config) -> tuple[float, float]:
+  """(initial accumulator, eps) of an AdaGrad group, the defaults where it sets none: one
+  place for both update paths (optax's and the row-sparse ``sparse.adagrad_rows``)."""
+  return (float(group_config.get('initial_accumulator', 0.1)),
+          float(group_config.get('eps', 1e-7)))
 
 
 def group_transform(name: str, group_config, total_steps: int) -> optax.GradientTransformation:
   opt = group_config.optimizer
   lr = schedule(group_config, total_steps, name)
   if opt == 'adagrad':
-    return optax.adagrad(lr, initial_accumulator_value=group_config.get('initial_accumulator', 0.1),
-                         eps=group_config.get('eps', 1e-7))
+    initial, eps = adagrad_settings(group_config)
+    return optax.adagrad(lr, initial_accumulator_value=initial, eps=eps)
   if opt == 'adam':
     return optax.adam(lr, b1=group_config.get('b1', 0.9), b2=group_config.get('b2', 0.999),
                       eps=group_config.get('eps', 1e-8))

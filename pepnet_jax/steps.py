@@ -225,8 +225,8 @@ def _init_fn(model, tx, oc, split: _SparseSplit):
     contract.check_tables(params, batch['features'])
     if split.sparse_group:
       tables, rest = split(params)
-      gc = oc[split.sparse_group]
-      acc = jax.tree.map(lambda t: jnp.full_like(t, gc.get('initial_accumulator', 0.1)), tables)
+      initial, _ = optim.adagrad_settings(oc[split.sparse_group])
+      acc = jax.tree.map(lambda t: jnp.full_like(t, initial), tables)
       return TrainState(jnp.zeros((), jnp.int32), params, tx.init(rest), acc)
     return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), {})
   return init
@@ -269,6 +269,9 @@ def _dense_step_fn(model, tx, loss_of):
 def _sparse_step_fn(model, tx, gc, total_steps: int, split: _SparseSplit, loss_of):
   """The sparse group's tables by row-sparse AdaGrad (group config ``gc``), the rest
   through ``tx``."""
+  lr_at = optim.schedule(gc, total_steps, split.sparse_group)
+  _, eps = optim.adagrad_settings(gc)
+
   def sparse_step(state: TrainState, batch):
     tables, rest = split(state.params)
     table_paths = list(contract.flat(tables))
@@ -287,13 +290,12 @@ def _sparse_step_fn(model, tx, gc, total_steps: int, split: _SparseSplit, loss_o
         loss_fn, argnums=(0, 1), has_aux=True)(rest, sparse_rows)
     updates, opt_state = tx.update(g_rest, state.opt_state, rest)
     rest = optax.apply_updates(rest, updates)
-    lr = optim.schedule(gc, total_steps, split.sparse_group)(state.step)
+    lr = lr_at(state.step)
     acc = contract.flat(state.emb_acc)
     new_tables, new_acc = {}, {}
     for p, table in contract.flat(tables).items():
       new_tables[p], new_acc[p] = sparse.adagrad_rows(
-          table, acc[p], batch['features'][contract.table_feature(p)], g_rows[p], lr,
-          gc.get('eps', 1e-7))
+          table, acc[p], batch['features'][contract.table_feature(p)], g_rows[p], lr, eps)
     params = contract.merge(rest, contract.nest(new_tables))
     grad_norm = _global_norm((g_rest, g_rows))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,

@@ -107,10 +107,9 @@ def ensure_generated(config, workdir: str) -> str:
       from pepnet_jax import synth
       print(f'Generating a KuaiRand-format dataset ({gen.rows:,} log rows, tabs '
             f'{want["tabs"]}) in {d}', flush=True)
-      synth.generate(d, rows=want['rows'], users=want['users'],
-                              videos=want['videos'], authors=want['authors'],
-                              seed=want['seed'], tabs=want['tabs'],
-                              random_rows=want['random_rows'])
+      synth.generate(d, rows=want['rows'], users=want['users'], videos=want['videos'],
+                     authors=want['authors'], seed=want['seed'], tabs=want['tabs'],
+                     random_rows=want['random_rows'])
   return d
 
 
