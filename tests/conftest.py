@@ -37,6 +37,49 @@ def pytest_configure(config):
     jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
+def import_graph(function_level: bool = True) -> dict[str, set[str]]:
+    """{module: the pepnet_jax modules it imports}, over the whole package; with
+    ``function_level`` the imports inside functions count too. ``from pkg import sub`` is an
+    edge to the submodule, ``from pkg import name`` one to the package."""
+    import ast
+    root = REPO / 'pepnet_jax'
+    files = {'.'.join(p.relative_to(REPO).with_suffix('').parts).removesuffix('.__init__'): p
+             for p in root.rglob('*.py')}
+    graph = {}
+    for mod, path in files.items():
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in (ast.walk(tree) if function_level else tree.body):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                deps |= {f'{node.module}.{a.name}' if f'{node.module}.{a.name}' in files
+                         else node.module for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[mod] = {d for d in deps if d in files and d != mod}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph`` (each as the path that closes it)."""
+    state, cycles = {}, []
+
+    def visit(u, stack):
+        state[u] = 'open'
+        stack.append(u)
+        for v in sorted(graph[u]):
+            if state.get(v) == 'open':
+                cycles.append(stack[stack.index(v):] + [v])
+            elif v not in state:
+                visit(v, stack)
+        stack.pop()
+        state[u] = 'done'
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    return cycles
+
+
 def load_file(rel: str, name: str):
   """The repository file ``rel`` (a benchmark or experiment script, not a package module)
   imported as module ``name``."""

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, kuairand_config
+from conftest import REPO, import_cycles, import_graph, kuairand_config
 
 # ------------------------------------------------------------------ 1. the data lock
 
@@ -259,48 +259,11 @@ def test_atomic_write_replaces_whole_or_leaves_the_old_file(tmp_path):
   assert sorted(p.name for p in tmp_path.iterdir()) == ['a.npz', 'status.json']
 
 
-def _module_imports(root):
-  """{module: the pepnet_jax modules it imports at module level}; ``from pkg import sub``
-  is an edge to the submodule, ``from pkg import name`` to the package."""
-  files = {}
-  for dirpath, _, names in os.walk(root):
-    for n in names:
-      if n.endswith('.py'):
-        path = os.path.join(dirpath, n)
-        rel = os.path.relpath(path, os.path.dirname(root))[:-3].replace(os.sep, '.')
-        files[rel.removesuffix('.__init__')] = path
-  graph = {}
-  for mod, path in files.items():
-    deps = set()
-    for node in ast.parse(open(path).read()).body:
-      if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('pepnet_jax'):
-        deps |= {f'{node.module}.{a.name}' if f'{node.module}.{a.name}' in files
-                 else node.module for a in node.names}
-      elif isinstance(node, ast.Import):
-        deps |= {a.name for a in node.names if a.name.startswith('pepnet_jax')}
-    graph[mod] = {d for d in deps if d in files and d != mod}
-  return graph
-
-
 def test_the_package_has_no_import_circle():
   """#23: models/__init__ and the model files imported each other (register lived in the
-  package); the registry is now its own module."""
-  graph = _module_imports(str(REPO / 'pepnet_jax'))
+  package), and data/formats.py imported features for type names; imports inside functions
+  and under TYPE_CHECKING count."""
+  graph = import_graph(function_level=True)
   assert 'pepnet_jax.models.registry' in graph and len(graph) > 30
-  state, cycles = {}, []
-
-  def visit(u, stack):
-    state[u] = 'open'
-    stack.append(u)
-    for v in sorted(graph[u]):
-      if state.get(v) == 'open':
-        cycles.append(stack[stack.index(v):] + [v])
-      elif v not in state:
-        visit(v, stack)
-    stack.pop()
-    state[u] = 'done'
-
-  for m in sorted(graph):
-    if m not in state:
-      visit(m, [])
+  cycles = import_cycles(graph)
   assert not cycles, cycles

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from conftest import import_cycles, import_graph
 from pepnet_jax import sweep as sw
 
 EXPERIMENT = '''
@@ -341,32 +342,12 @@ def test_points_share_a_jax_compilation_cache(tmp_path):
 
 def test_sweep_modules_import_each_other_without_a_cycle():
   """aggregate and sweep once imported each other; the shared parts now live
-  in pepnet_jax.sweeps.common, which imports neither."""
-  import ast
-  import pathlib
-  root = pathlib.Path(sw.__file__).parent
-  files = {'pepnet_jax.sweep': root / 'sweep.py', 'pepnet_jax.aggregate': root / 'aggregate.py',
-           **{f'pepnet_jax.sweeps.{p.stem}': p for p in (root / 'sweeps').glob('*.py')
-              if p.stem != '__init__'}}
-  graph = {}
-  for mod, path in files.items():
-    deps = set()
-    for node in ast.walk(ast.parse(path.read_text())):  # function-level imports count too
-      if isinstance(node, ast.ImportFrom) and node.module:
-        names = [node.module] + [f'{node.module}.{a.name}' for a in node.names]
-      elif isinstance(node, ast.Import):
-        names = [a.name for a in node.names]
-      else:
-        continue
-      for n in names:
-        deps |= {m for m in files if n == m}
-    graph[mod] = deps - {mod}
+  in pepnet_jax.sweeps.common, which imports neither. Imports inside functions count."""
+  names = {'pepnet_jax.sweep', 'pepnet_jax.aggregate'}
+  graph = {m: {d for d in deps if d in names or d.startswith('pepnet_jax.sweeps.')}
+           for m, deps in import_graph(function_level=True).items()
+           if m in names or m.startswith('pepnet_jax.sweeps.')}
+  assert 'pepnet_jax.sweeps.common' in graph and 'pepnet_jax.sweeps.search' in graph
   assert 'pepnet_jax.sweep' not in graph['pepnet_jax.aggregate']
   assert graph['pepnet_jax.sweeps.common'] == set()
-
-  def visit(mod, path):
-    assert mod not in path, f'import cycle: {" -> ".join(path + [mod])}'
-    for dep in graph[mod]:
-      visit(dep, path + [mod])
-  for mod in graph:
-    visit(mod, [])
+  assert not import_cycles(graph), import_cycles(graph)

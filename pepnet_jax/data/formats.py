@@ -24,13 +24,12 @@ import pkgutil
 import re
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-if TYPE_CHECKING:  # the readers import features; this module imports nothing of ours
+if TYPE_CHECKING:  # the readers import features; this module imports nothing of ours,
+    # not even for type names (the spec arguments are ``features.DataSpec``)
     from pathlib import Path
 
     import numpy as np
     import pandas as pd
-
-    from pepnet_jax.features import DataSpec
 
 _NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$')
 _REGISTRY: dict[str, 'DataFormat'] = {}
@@ -70,8 +69,8 @@ class DataFormat:
       per log row (sidetables.py).
     """
     name: str
-    read_splits: Callable[[Any, 'DataSpec'], 'dict[str, pd.DataFrame]']
-    input_files: Callable[[Any, 'DataSpec'], 'list[Path]']
+    read_splits: Callable[[Any, Any], 'dict[str, pd.DataFrame]']
+    input_files: Callable[[Any, Any], 'list[Path]']
     read_file: Callable[..., 'tuple[pd.DataFrame, dict[str, np.ndarray]]']
     domain_column: str
     group_column: str
