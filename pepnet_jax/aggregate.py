@@ -46,13 +46,11 @@ from typing import Sequence
 
 from pepnet_jax.selection import tasks_with_positives  # noqa: F401  (benchmarks/run_compare.py)
 from pepnet_jax.sweeps import common
-from pepnet_jax.aggregate_rows import (  # noqa: F401  (re-exported)
-    SEED_FIELDS, _SEED_SUFFIX, Run, Row, _hashable, _flatten, load_runs, JUDGED, run_metrics,
-    judged_tasks, _stats, summarize, paired, add_search, _columns, _varying, _field_str,
-    _tasks_domains)
-from pepnet_jax.aggregate_plots import (  # noqa: F401  (re-exported)
-    _save, _limits, _err, plot_means, plot_paired, plot_per_task, _is_number, _curve_x,
-    curve_field, plot_curve, plot_all)
+from pepnet_jax.aggregate_rows import (  # noqa: F401  (the public names re-exported)
+    SEED_FIELDS, Run, Row, load_runs, JUDGED, run_metrics, judged_tasks, _stats, summarize,
+    paired, add_search, _columns, _varying, _field_str, _tasks_domains)
+from pepnet_jax.aggregate_plots import (  # noqa: F401  (the public names re-exported)
+    plot_means, plot_paired, plot_per_task, curve_field, plot_curve, plot_all)
 
 __all__ = ['Run', 'Row', 'load_runs', 'run_metrics', 'summarize', 'write_csv', 'write_markdown',
            'plot_all', 'aggregate', 'main']

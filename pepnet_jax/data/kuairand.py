@@ -36,12 +36,12 @@ from pepnet_jax.data.errors import (DataError, note, note_drops, check_binary, c
                                     count_values, domain_index, missing_file_error,
                                     read_csv_chunks, read_header, require_columns)
 from pepnet_jax.features import DataSpec
-from pepnet_jax.data.kuairand_files import (  # noqa: F401  (re-exported)
+from pepnet_jax.data.kuairand_files import (  # noqa: F401  (the public names re-exported)
     USER_KEY, VIDEO_KEY, YEAR, MISSING_CODE, UNKNOWN_STRINGS, KNOWN_TABS, DEFAULT_TABS, TASKS,
     DEFAULT_SPLITS, LOG_COLUMNS, LABEL_COLUMNS, RAW_PREDICT_COLUMNS, TEXT_COLUMNS,
     USER_FILE_COLUMNS, VIDEO_FILE_COLUMNS, FEATURE_FILE_COLUMNS, INT_COLUMNS,
-    OFFICIAL_STANDARD, OFFICIAL_RANDOM, _LOG_RE, _FEAT_RE, LogFile, Layout, _dtype, _dtypes,
-    find_layout, parse_splits, _parse_date, _calendar_dates, _is_date, _split_rank)
+    OFFICIAL_STANDARD, OFFICIAL_RANDOM, LogFile, Layout, _dtypes, find_layout, parse_splits,
+    _calendar_dates)
 
 def _plan_columns(layout: Layout, spec: DataSpec, log_header: Sequence[str],
                   extra: Sequence[str] = (), log_path: Path | None = None
