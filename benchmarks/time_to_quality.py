@@ -50,7 +50,12 @@ def quality_data(rows: int) -> str:
   configs.use_generated_data(c, rows, users=27_285, videos=7_583, authors=6_510)
   d = os.path.join(ROOT, c.data.dir)
   c.data.dir = d
-  prepare.ensure_generated(c, d)
+  try:  # the library's entry since data settings are resolved once (data/resolve.py)
+    from pepnet_jax.data.resolve import resolve
+  except ImportError:  # an older checkout
+    prepare.ensure_generated(c, d)
+  else:
+    prepare.ensure_generated(resolve(c.data, d))
   return d
 
 

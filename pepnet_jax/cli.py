@@ -27,8 +27,10 @@ def maybe_initialize_distributed(config):
 
 
 def restored_steps(config, workdir: str, step: int | None):
-  """Data, model and jitted steps with the parameters of a saved checkpoint."""
-  datasets, infos, data_spec, vocab, model = train.setup_run(config, workdir)
+  """Data, model and jitted steps with the parameters of a saved checkpoint (the entry of
+  evaluate mode and of the gate summaries: the data settings are resolved here)."""
+  data = train.resolve_data(config, workdir)
+  datasets, infos, data_spec, vocab, model = train.setup_run(config, workdir, data)
   any_split = next(iter(datasets.values()))
   sample = next(any_split.eval_batches(config.data.batch_size))
   steps = train.make_steps(model, config, 1)

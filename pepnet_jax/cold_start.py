@@ -24,12 +24,16 @@ import numpy as np
 from pepnet_jax.features import OOV_ID, PAD_ID
 
 
-def entity_features(data_spec) -> dict[str, list[str]]:
+def entity_features(data_spec, entities: Mapping[str, Sequence[str]] | None = None
+                    ) -> dict[str, list[str]]:
   """entity -> names of the features computed from its columns (domain-side
   features, shared=False, never count: a domain is never unseen). Which raw
-  columns come with which entity is the format's (``DataFormat.entities``)."""
-  from pepnet_jax.data import formats
-  columns = formats.get(data_spec.format).entities
+  columns come with which entity is the format's ``DataFormat.entities``: a run passes
+  its resolved format's; without it the registry is asked (scripts, older callers)."""
+  if entities is None:
+    from pepnet_jax.data import formats
+    entities = formats.get(data_spec.format).entities
+  columns = entities
   out = {}
   for entity, cols in columns.items():
     names = [f.name for f in data_spec.features

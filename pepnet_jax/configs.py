@@ -403,17 +403,17 @@ def resolved_data(tree: dict) -> dict:
   data = tree.get('data') if isinstance(tree, dict) else None
   if not isinstance(data, dict):
     return tree
-  from pepnet_jax import features
+  from pepnet_jax.data.resolve import resolve
   try:
-    fmt = features.data_format(data)
-    data = dict(data, domains=list(features.resolve_domains(data, fmt)),
-                tasks=list(features.resolve_tasks(data, fmt)),
-                splits={k: v if isinstance(v, str) else list(v)
-                        for k, v in features.resolve_splits(data, fmt).items()},
-                domain_column=data.get('domain_column') or fmt.domain_column,
-                group_column=data.get('group_column') or fmt.group_column)
+    resolved = resolve(data)
   except (ValueError, ImportError):
     return tree
+  spec = resolved.spec
+  data = dict(data, domains=list(spec.domains), tasks=list(spec.tasks),
+              splits={k: v if isinstance(v, str) else list(v)
+                      for k, v in resolved.splits.items()},
+              domain_column=spec.domain_column,
+              group_column=resolved.reader_config.group_column)
   data.pop('tabs', None)
   return dict(tree, data=data)
 

@@ -97,13 +97,12 @@ def generator_version(data_dir: str) -> int:
 
 def run_data(data: dict) -> tuple[list, list, dict]:
   """(tasks, tabs, splits) of a config.json's data section, old (data.tabs, explicit
-  KuaiRand values) or new (data.domains; empty fields = the format's defaults)."""
-  from pepnet_jax import features
-  from pepnet_jax.data import formats
-  fmt = formats.get(data.get('format') or 'kuairand')  # generated data is KuaiRand's
-  tasks = list(features.resolve_tasks(data, fmt))
-  tabs = [int(t) for t in features.resolve_domains(data, fmt)]
-  return tasks, tabs, features.resolve_splits(data, fmt)
+  KuaiRand values) or new (data.domains; empty fields = the format's defaults), resolved
+  by ``data.resolve`` like a run's."""
+  from pepnet_jax.data.resolve import resolve
+  resolved = resolve(dict(data, format=data.get('format') or 'kuairand'))  # generated: KuaiRand
+  return (list(resolved.spec.tasks), [int(t) for t in resolved.spec.domains],
+          dict(resolved.splits))
 
 
 def compare(workdir: str, split: str | None = None, report: str | None = None) -> dict:

@@ -27,18 +27,16 @@ from pepnet_jax import train
 from pepnet_jax.models import build_model
 
 
-def read_chunks(config, workdir: str, input_path: str):
+def read_chunks(data, workdir: str, input_path: str):
   """(data spec, vocab, iterator of (Dataset, raw key columns, unseen counts)) for one input
-  file, chunk by chunk through the format's ``read_file_chunks`` (or whole, ``read_file``)."""
-  from pepnet_jax import features
-  from pepnet_jax.data import formats, pipeline, prepare
+  file, chunk by chunk through the format's ``read_file_chunks`` (or whole, ``read_file``).
+  ``data``: the run's resolved data settings (``train.resolve_data``)."""
+  from pepnet_jax.data import pipeline
   from pepnet_jax.data.errors import DataError
-  spec = features.spec_from_config(config.data)
+  spec, fmt = data.spec, data.format
   vocab = pipeline.load_vocab(workdir)
   vocab.check_spec(spec)
-  data_dir = prepare.data_dir(config, workdir)
-  fmt = formats.get(spec.format)
-  args = (input_path, data_dir, spec.reader_spec(), features.with_format_defaults(config.data))
+  args = (input_path, data.dir, spec.reader_spec(), data.reader_config)
   parts = fmt.read_file_chunks(*args) if fmt.read_file_chunks else iter([fmt.read_file(*args)])
 
   def chunks():
@@ -63,7 +61,7 @@ def read_input(config, workdir: str, input_path: str):
   """(Dataset, raw key columns, data spec, feature infos) for one whole input file, read
   chunk by chunk (``predict_file`` scores without holding it all); DataError when empty."""
   from pepnet_jax.data import pipeline
-  spec, vocab, chunks = read_chunks(config, workdir, input_path)
+  spec, vocab, chunks = read_chunks(train.resolve_data(config, workdir), workdir, input_path)
   datasets, raws, unseen = [], [], UnseenCount()
   for ds, raw, counts in chunks:
     datasets.append(ds)
@@ -131,7 +129,7 @@ def predict_file(config, workdir: str, input_path: str, output_path: str,
   'seconds'}."""
   t0 = time.time()
   workdir = os.path.abspath(workdir)
-  spec, vocab, chunks = read_chunks(config, workdir, input_path)
+  spec, vocab, chunks = read_chunks(train.resolve_data(config, workdir), workdir, input_path)
   output_path = os.path.abspath(output_path)
   os.makedirs(os.path.dirname(output_path), exist_ok=True)
   steps = state = None

@@ -67,10 +67,19 @@ def restore_or_explain(checkpointer, state, config, workdir: str, old_config_tex
         + '. Resume with the config it was saved with, or train in a new --workdir.') from None
 
 
-def setup_run(config, workdir: str):
-  """Data, model and steps for a config; shared by train, evaluate and predict."""
+def resolve_data(config, workdir: str):
+  """``config.data`` resolved (``data.resolve``): the one place a run works out its data
+  settings; train, evaluate and predict call it at their entry and pass the result down."""
+  from pepnet_jax.data.resolve import resolve
+  return resolve(config.data, workdir)
+
+
+def setup_run(config, workdir: str, data=None):
+  """Data, model and steps for a config; shared by train, evaluate and predict. ``data``:
+  the run's ``resolve_data``, resolved here when not given."""
   from pepnet_jax.data import prepare  # data layer pulls pandas: import lazily
-  datasets, infos, data_spec, vocab = prepare.load(config, workdir)
+  data = data or resolve_data(config, workdir)
+  datasets, infos, data_spec, vocab = prepare.load(data, workdir)
   model = build_model(config.model, infos, data_spec)
   return datasets, infos, data_spec, vocab, model
 
@@ -101,15 +110,16 @@ def train_batches(train_ds, config, steps_per_epoch: int, start_step: int):
 
 
 def device_batches(train_ds, config, steps: Steps, steps_per_epoch: int, start: int, data_spec,
-                   infos, depth: int = 2):
+                   infos, depth: int = 2, entities=None):
   """The training batches of steps start+1, start+2, ... on the device: assembled, with
   the OOV rows of ``config.train.oov_rate`` dropped and transferred in a background
   thread ``depth`` batches ahead of the step that uses them (the same batches, in the same
-  order, as made one by one). Close it when done."""
+  order, as made one by one). Close it when done. ``entities``: the format's
+  (``ResolvedData.format.entities``)."""
   from pepnet_jax.data import pipeline
   shards = data_shards(config)
   local_shard = jax.process_index() if jax.process_count() > 1 else None
-  cold = cold_start.entity_features(data_spec)
+  cold = cold_start.entity_features(data_spec, entities)
   kinds = {f.name: f.kind for f in infos}
   oov_rate = float(config.train.get('oov_rate', 0.0))
 
@@ -225,6 +235,7 @@ class _Run:
   selector: Any = None
   eval_every: int = 0
   best_ckpt: Any = None
+  data: Any = None  # the resolved data settings (resolve_data)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -243,7 +254,8 @@ def _set_up(config, workdir: str) -> _Run:
   old_config_text = open(old_path).read() if os.path.exists(old_path) else None
   save_config(config, workdir)
   tc = config.train
-  datasets, infos, data_spec, vocab, model = setup_run(config, workdir)
+  data = resolve_data(config, workdir)
+  datasets, infos, data_spec, vocab, model = setup_run(config, workdir, data)
   train_ds = datasets['train']
   total, steps_per_epoch = total_train_steps(config, train_ds)
   first = next(train_ds.train_batches(config.data.batch_size, seed=config.data.seed, epoch=0))
@@ -259,7 +271,7 @@ def _set_up(config, workdir: str) -> _Run:
                if selector else None)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   return _Run(config, workdir, datasets, infos, data_spec, steps, state, checkpointer, start,
-              total, steps_per_epoch, n_params, selector, eval_every, best_ckpt)
+              total, steps_per_epoch, n_params, selector, eval_every, best_ckpt, data)
 
 
 def _announce(run: _Run) -> None:
@@ -348,7 +360,8 @@ def _train(run: _Run) -> None:
   writer.drop_after(run.start)  # lines a killed run logged after its last checkpoint
   progress = writers.Progress(run.total, run.start, writer)
   batches = device_batches(run.datasets['train'], config, run.steps, run.steps_per_epoch,
-                           run.start, run.data_spec, run.infos)
+                           run.start, run.data_spec, run.infos,
+                           entities=run.data.format.entities)
   guard = _FiniteGuard(tc.get('nonfinite', 'stop'), run.data_spec.tasks, checkpointer,
                        int(tc.get('max_skipped_steps', 10)))
   stop = interrupts.StopFlag()

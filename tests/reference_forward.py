@@ -253,6 +253,8 @@ def pepnet_logits(mc, params, out: np.ndarray, domain: np.ndarray, num_domains: 
       raise AssertionError(f'domain towers: {out.shape[-1]} outputs for {num_domains} domains')
     logits = out[:, np.arange(out.shape[1]), domain].T
   else:
+    if out.shape[-1] != 1:
+      raise AssertionError(f'logit layer: {out.shape[-1]} outputs per task, not 1')
     logits = out[..., 0].T
   if get(mc, 'task_transfer', False):
     logits = task_transfer(params['task_transfer'], logits)

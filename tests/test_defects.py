@@ -21,6 +21,7 @@ def test_load_locks_the_cache_not_a_data_dir_it_never_generates(tmp_path, monkey
   """generate.rows > 0 with a format that never generates put .pepnet_lock in the user's data."""
   from pepnet_jax import configs
   from pepnet_jax.data import pipeline, prepare
+  from pepnet_jax.data.resolve import resolve
   data, work = tmp_path / 'their_data', tmp_path / 'w'
   data.mkdir()
   c = configs.base_config()
@@ -29,7 +30,7 @@ def test_load_locks_the_cache_not_a_data_dir_it_never_generates(tmp_path, monkey
   held = []
   monkeypatch.setattr(pipeline, 'load_datasets',
                       lambda d, w: held.extend(os.listdir(work / 'cache')) or 'loaded')
-  assert prepare.load(c, str(work)) == 'loaded'
+  assert prepare.load(resolve(c.data, str(work)), str(work)) == 'loaded'
   assert list(data.iterdir()) == []
   assert held == ['.pepnet_lock']
 

@@ -301,8 +301,8 @@ def test_an_old_config_json_means_the_same_run():
     spec = spec_from_config(old_data)
     assert spec == spec_from_config(configs.base_config().data)
     # the cache key does not change (nor, so, the caches of existing runs)
-    assert pipeline._cache_config(old_data, spec) == \
-        pipeline._cache_config(configs.base_config().data, spec)
+    from pepnet_jax.data.resolve import resolve
+    assert resolve(old_data).cache_fields == resolve(configs.base_config().data).cache_fields
     # resume and sweep staleness checks see no change either
     assert configs.changed_fields(old, new) == {}
     narrowed = json.loads(json.dumps(new))
@@ -339,10 +339,10 @@ def test_experiment_points_that_narrow_the_domains(tmp_path):
     c = parse_config(cfg, ['--config.data.domains=(1,)', "--config.data.tasks=('is_click',)"])
     spec = spec_from_config(c.data)
     assert spec.domains == (1,) and spec.tasks == ('is_click',)
-    from pepnet_jax.data import prepare
-    assert prepare.generated_tabs(c) == (0, 1, 2, 4)
+    from pepnet_jax.data.resolve import resolve
+    assert resolve(c.data).generate['tabs'] == [0, 1, 2, 4]
     c.data.domains = (0, 1, 2, 3, 4)
-    assert prepare.generated_tabs(c) == (0, 1, 2, 3, 4)
+    assert resolve(c.data).generate['tabs'] == [0, 1, 2, 3, 4]
 
 
 def test_spec_json_round_trip_keeps_string_and_int_domains():

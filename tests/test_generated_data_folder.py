@@ -12,6 +12,7 @@ from conftest import kuairand_config
 from pepnet_jax import configs
 from pepnet_jax.data import kuairand, kuairand_synth, prepare
 from pepnet_jax.data.errors import DataError
+from pepnet_jax.data.resolve import resolve
 from pepnet_jax.features import spec_from_config
 
 GEN = dict(rows=3000, users=200, videos=120, authors=40, seed=0, random_rows=0)
@@ -26,10 +27,15 @@ def _config(folder, **over):
     return c
 
 
+def _ensure(c, workdir):
+    """What a run does at its entry (resolve) and then before reading (ensure_generated)."""
+    return prepare.ensure_generated(resolve(c.data, workdir))
+
+
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
     d = tmp_path_factory.mktemp('gen') / 'synth'
-    prepare.ensure_generated(_config(d), str(d.parent))
+    _ensure(_config(d), str(d.parent))
     return d
 
 
@@ -46,42 +52,42 @@ def test_first_use_generates_and_records_every_argument(folder):
 
 def test_same_config_and_narrower_tabs_reuse_the_folder(folder):
     before = (folder / 'log_standard_4_22_to_5_08_pure.csv').read_bytes()
-    assert prepare.ensure_generated(_config(folder), '/nowhere') == str(folder)
+    assert _ensure(_config(folder), '/nowhere') == str(folder)
     # experiments/narrow_settings.py: tabs=(1,) reads tab 1 of the same data, no error
-    prepare.ensure_generated(_config(folder, tabs=(1,)), '/nowhere')
+    _ensure(_config(folder, tabs=(1,)), '/nowhere')
     assert (folder / 'log_standard_4_22_to_5_08_pure.csv').read_bytes() == before
 
 
 def test_a_config_that_generates_other_data_is_a_clear_error(folder):
     with pytest.raises(DataError) as e:
-        prepare.ensure_generated(_config(folder, users=300, authors=50), '/nowhere')
+        _ensure(_config(folder, users=300, authors=50), '/nowhere')
     msg = str(e.value)
     assert str(folder) in msg
     assert 'users: folder 200, config 300' in msg and 'authors: folder 40, config 50' in msg
     assert 'rows:' not in msg and 'seed:' not in msg  # only the fields that differ
     assert 'another folder' in msg and 'delete' in msg
     with pytest.raises(DataError, match=r'tabs: folder \[0, 1, 2, 4\], config \[0, 1, 2, 3, 4\]'):
-        prepare.ensure_generated(_config(folder, tabs=(0, 1, 2, 3, 4)), '/nowhere')
+        _ensure(_config(folder, tabs=(0, 1, 2, 3, 4)), '/nowhere')
     with pytest.raises(DataError, match='random_rows'):
-        prepare.ensure_generated(_config(folder, random_rows=100), '/nowhere')
+        _ensure(_config(folder, random_rows=100), '/nowhere')
 
 
 def test_older_or_unrecorded_folders_are_named_not_reused(tmp_path):
     d = tmp_path / 'old'
-    prepare.ensure_generated(_config(d), str(tmp_path))
+    _ensure(_config(d), str(tmp_path))
     meta = _meta(d)
     del meta['args']['generator_version']  # as version 1 wrote it
     (d / 'generator_meta.json').write_text(json.dumps(meta))
     with pytest.raises(DataError, match='generator_version: folder missing'):
-        prepare.ensure_generated(_config(d), str(tmp_path))
+        _ensure(_config(d), str(tmp_path))
     (d / 'generator_meta.json').unlink()  # older still, or an interrupted generation
     with pytest.raises(DataError, match='no generator_meta.json') as e:
-        prepare.ensure_generated(_config(d), str(tmp_path))
+        _ensure(_config(d), str(tmp_path))
     assert str(d) in str(e.value) and 'generate.rows=0' in str(e.value)
     # Real data (generate.rows == 0) is read as it is, never checked.
     real = _config(d)
     real.data.generate.rows = 0
-    assert prepare.ensure_generated(real, str(tmp_path)) == str(d)
+    assert _ensure(real, str(tmp_path)) == str(d)
 
 
 # ----------------------------------------------------------------------------- max_rows

@@ -26,11 +26,11 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from pepnet_jax.data import cache, formats, sidetables
+from pepnet_jax.data import cache, sidetables
 from pepnet_jax.data.errors import DataError, domain_index, note, plain_value
+from pepnet_jax.data.resolve import ResolvedData, resolve
 from pepnet_jax.data.vocab import Vocab, VocabFitter
-from pepnet_jax.features import (DataSpec, FeatureInfo, resolve_splits, spec_from_config,
-                                 with_format_defaults)
+from pepnet_jax.features import DataSpec, FeatureInfo
 
 LABEL_MISSING = -1
 _MIX = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes the parts of a combined key
@@ -312,25 +312,10 @@ def prefetch_iter(gen: Iterator[Any], depth: int) -> Iterator[Any]:
         t.join()
 
 
-def _cache_config(data_config: Any, spec: DataSpec) -> dict[str, Any]:
-    """The config fields the encoded columns depend on (not batch size, seed, cache_dir).
-
-    Splits as resolved (empty = the format's), so a config that spells out the defaults and
-    one that leaves them empty share a cache.
-    """
-    splits = resolve_splits(data_config, formats.get(spec.format))
-    return dict(spec=spec.to_dict(), splits={k: list(v) if not isinstance(v, str) else v
-                                             for k, v in splits.items()},
-                version=data_config.get('version', 'auto'),
-                random_log_split=data_config.get('random_log_split', ''),
-                max_rows=int(data_config.get('max_rows', 0) or 0),
-                **({'max_rows_seed': int(data_config.get('seed', 0) or 0)}
-                   if data_config.get('max_rows', 0) else {}))
-
-
-def load_datasets(data_config: Any, workdir: str | Path
+def load_datasets(data: Any, workdir: str | Path
                   ) -> tuple[dict[str, Dataset], tuple[FeatureInfo, ...], DataSpec, Vocab]:
-    """Build (or load from cache) every split; save the vocab into <workdir>/vocab.
+    """Build (or load from cache) every split of ``data`` (a ``resolve.ResolvedData``; a data
+    config is resolved first); save the vocab into <workdir>/vocab.
 
     A build streams when the format can (``DataFormat.read_chunks``): one pass over the
     training rows fits the vocabulary (``VocabFitter``), a second encodes every split chunk by
@@ -339,19 +324,19 @@ def load_datasets(data_config: Any, workdir: str | Path
     ``read_chunks`` is read whole (``read_splits``) and goes through the same two steps.
     """
     t0 = time.time()
-    spec = spec_from_config(data_config)
-    reader = formats.get(spec.format)
+    if not isinstance(data, ResolvedData):
+        data = resolve(data, str(workdir))
+    spec, reader = data.spec, data.format
     # Readers plan their columns from f.column; reader_spec() spells crosses out as their parts.
     # They get the config with the format's defaults filled in (empty = the format's).
-    read_config = with_format_defaults(data_config)
-    files = reader.input_files(read_config, spec.reader_spec())
-    cfg = _cache_config(data_config, spec)
+    files = reader.input_files(data.reader_config, spec.reader_spec())
+    cfg = dict(data.cache_fields)
     key = cache.cache_key(files, cfg)
-    root = Path(data_config.get('cache_dir', '') or Path(workdir) / 'cache')
+    root = Path(data.cache_dir)
     hit = cache.load(root, key)
     if hit is None:
         note('data cache miss (%s): parsing %d file(s)', key, len(files))
-        build_cache(reader, read_config, spec, root, key,
+        build_cache(reader, data.reader_config, spec, root, key,
                     dict(config=cfg, inputs=cache.fingerprint(files)), files)
         hit = cache.load(root, key)
         if hit is None:

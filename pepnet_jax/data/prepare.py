@@ -8,38 +8,8 @@ import glob
 import json
 import os
 
-import ml_collections
-
 from pepnet_jax.data.errors import DataError
-
-
-def data_dir(config, workdir: str) -> str:
-  """``config.data.dir``, or ``<workdir>/data`` when it is empty."""
-  return os.path.abspath(config.data.dir or os.path.join(workdir, 'data'))
-
-
-def generated_tabs(config) -> tuple[int, ...]:
-  """Tabs a generated folder holds: the standard four plus any that config.data.domains (or
-  its old name, tabs) adds.
-
-  The reader drops rows of other tabs, so configs that only narrow the domains (e.g.
-  experiments/narrow_settings.py) share one folder, the same data, with the rest. Not all 15
-  tabs: predict mode rejects a tab outside config.data.domains, so a generated log could then
-  not be predicted on with the default tabs.
-  """
-  from pepnet_jax import features
-  from pepnet_jax import synth
-  domains = features.resolve_domains(config.data)
-  return tuple(sorted(set(synth.DEFAULT_TABS) | {int(t) for t in domains}))
-
-
-def expected_generator_args(config) -> dict:
-  """generator_meta.json["args"] of the folder this config asks for."""
-  from pepnet_jax import synth
-  gen = config.data.generate
-  return synth.generator_args(
-      int(gen.rows), users=int(gen.users), videos=int(gen.videos), authors=int(gen.authors),
-      seed=int(gen.seed), tabs=generated_tabs(config), random_rows=int(gen.random_rows))
+from pepnet_jax.data.resolve import ResolvedData
 
 
 # Where each generator argument comes from, for the error message.
@@ -80,45 +50,31 @@ def check_generated_folder(directory: str, want: dict) -> None:
                     f'for; {"; ".join(diff)}. {fix}')
 
 
-def generates(config) -> bool:
-  """Whether the run generates (or checks a generated) data folder: only the KuaiRand format
-  has a generator, and only config.data.generate.rows > 0 asks for it."""
-  return config.data.format == 'kuairand' and bool(config.data.generate.rows)
-
-
-def ensure_generated(config, workdir: str) -> str:
-  """Generates a KuaiRand-format dataset when ``config.data.generate.rows`` > 0
-  and the directory has no logs yet; an existing generated folder must have been
-  generated with this config's arguments (DataError otherwise). Returns the data
-  directory. Real data (generate.rows == 0) is never checked."""
-  d = data_dir(config, workdir)
-  gen = config.data.generate
-  if not config.data.dir and not gen.rows:
+def ensure_generated(data: ResolvedData) -> str:
+  """Generates a KuaiRand-format dataset into ``data.dir`` when the run generates its data
+  (``data.generate``) and the directory has no logs yet; an existing generated folder must
+  have been generated with the same arguments (DataError otherwise). Returns the data
+  directory. Real data (no ``generate``) is never checked."""
+  d = data.dir
+  if not data.dir_given and data.generate is None:
     raise ValueError(
-        'config.data.dir is empty and config.data.generate.rows is 0: pass '
+        'config.data.dir is empty and nothing is generated (config.data.generate.rows is 0, '
+        'or the format has no generator): pass '
         '--config.data.dir=/path/to/KuaiRand-Pure/data (see README, "Train on KuaiRand") '
         'or set --config.data.generate.rows=N to generate a KuaiRand-format dataset')
-  if generates(config):
-    want = expected_generator_args(config)
+  want = data.generate
+  if want is not None:
     if (glob.glob(os.path.join(d, 'log_standard_*.csv'))
         or os.path.exists(os.path.join(d, 'generator_meta.json'))):
-      check_generated_folder(d, want)
+      check_generated_folder(d, dict(want))
     else:
       from pepnet_jax import synth
-      print(f'Generating a KuaiRand-format dataset ({gen.rows:,} log rows, tabs '
+      print(f'Generating a KuaiRand-format dataset ({want["rows"]:,} log rows, tabs '
             f'{want["tabs"]}) in {d}', flush=True)
       synth.generate(d, rows=want['rows'], users=want['users'], videos=want['videos'],
                      authors=want['authors'], seed=want['seed'], tabs=want['tabs'],
                      random_rows=want['random_rows'])
   return d
-
-
-def resolved_data_config(config, workdir: str) -> ml_collections.ConfigDict:
-  """``config.data`` with ``dir`` filled in (generating the data if asked)."""
-  d = ensure_generated(config, workdir)
-  data = ml_collections.ConfigDict(config.data.to_dict())
-  data.dir = d
-  return data
 
 
 @contextlib.contextmanager
@@ -134,14 +90,12 @@ def directory_lock(directory: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def load(config, workdir: str):
+def load(data: ResolvedData, workdir: str):
   """(datasets, feature_infos, data_spec, vocab) for a run."""
   from pepnet_jax.data import pipeline
   # Lock what parallel runs share: the generated data directory, or else the
   # cache (a downloaded data directory may be read-only). generate.rows alone is not
   # enough: with another format it is ignored and the data directory is the user's.
-  shared = (data_dir(config, workdir) if generates(config)
-            else config.data.cache_dir or os.path.join(workdir, 'cache'))
-  with directory_lock(shared):
-    data = resolved_data_config(config, workdir)
+  with directory_lock(data.dir if data.generate is not None else data.cache_dir):
+    ensure_generated(data)
     return pipeline.load_datasets(data, workdir)
