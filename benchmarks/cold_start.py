@@ -33,7 +33,7 @@ def main():
   ap.add_argument('--workdir', default='runs/cold_start')
   ap.add_argument('--rates', default='0,0.02,0.05')
   args = ap.parse_args()
-  from pepnet_jax import metrics
+  from pepnet_jax.evaluation import metrics
   root = os.path.abspath(args.workdir)
   data = os.path.join(root, 'data')
   rows = []

@@ -128,7 +128,8 @@ def main(argv=None):
   ap.add_argument('--out', default='', help='JSON file for the counts')
   args = ap.parse_args(argv)
   os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-  from pepnet_jax import configs, train
+  from pepnet_jax import configs
+  from pepnet_jax.training import train
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                   'experiments'))
   import demo

@@ -38,13 +38,13 @@ import os
 
 import numpy as np
 
-from pepnet_jax import oracle
+from pepnet_jax.evaluation import oracle
 from pepnet_jax import synth
 from pepnet_jax.synth.exposures import _sample_rows
 from pepnet_jax.synth.labels import _calibrate, _draw_labels
 from pepnet_jax.synth import world as synth_world
 from pepnet_jax.synth.world import _World
-from pepnet_jax.metrics import auc
+from pepnet_jax.evaluation.metrics import auc
 
 TABS = synth.DEFAULT_TABS
 SIZES = dict(users=synth.N_REAL_USERS, videos=synth.N_REAL_VIDEOS, authors=6510)

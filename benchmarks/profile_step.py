@@ -31,7 +31,7 @@ import time
 
 import jax
 
-from pepnet_jax import train
+from pepnet_jax.training import train
 
 # (part, test on the operation's name and its source op name), first match wins.
 PARTS = (

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from pepnet_jax import metrics, oracle
+from pepnet_jax.evaluation import metrics, oracle
 from pepnet_jax.synth import TASKS
 
 

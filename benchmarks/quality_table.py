@@ -5,7 +5,7 @@ beside the ceiling, and the share of the ceiling's AUC lift over 0.5 it reaches.
 
 Each DIR is a run's workdir or a sweep directory (then every finished point in it).
 Reads each run's report.json and the generator's truth files (through
-pepnet_jax.oracle), prints a markdown table and saves it with the figures as
+pepnet_jax.evaluation.oracle), prints a markdown table and saves it with the figures as
 quality.md and quality.json in --out (default: the first DIR). A run's wall time is
 the sweep's record of it, or else the time from its config.json (written when it
 starts) to its report.json (its last act).
@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 
-from pepnet_jax import oracle
+from pepnet_jax.evaluation import oracle
 
 
 def _runs(dirs):

@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 
-from pepnet_jax import aggregate
+from pepnet_jax.sweeps import aggregate
 from pepnet_jax.sweeps import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -94,7 +94,7 @@ def phase(name: str, a) -> dict:
   t0 = time.time()
   if name == 'metrics':
     import numpy as np
-    from pepnet_jax import metrics
+    from pepnet_jax.evaluation import metrics
     rng = np.random.default_rng(0)
     n, tasks = a.metric_rows, 7
     preds = rng.random((n, tasks), dtype=np.float32)
@@ -126,7 +126,7 @@ def phase(name: str, a) -> dict:
     rows = sum(d.num_rows for d in ds.values())
     return dict(rows=rows, seconds=time.time() - t0, peak_mb=_peak_mb())
   if name == 'batches':
-    from pepnet_jax import train
+    from pepnet_jax.training import train
     from pepnet_jax.data import pipeline
     ds, *_ = pipeline.load_datasets(config.data, a.workdir)
     it = train.train_batches(ds['train'], config, ds['train'].num_batches(1024, True), 0)
@@ -140,7 +140,8 @@ def phase(name: str, a) -> dict:
   if name in ('train', 'evaluate'):
     import jax
     import numpy as np
-    from pepnet_jax import metrics, train
+    from pepnet_jax.evaluation import metrics
+    from pepnet_jax.training import train
     datasets, infos, spec, _, model = train.setup_run(config, a.workdir)
     first = next(datasets['train'].train_batches(1024, seed=0, epoch=0))
     steps = train.make_steps(model, config, a.steps)
@@ -155,14 +156,14 @@ def phase(name: str, a) -> dict:
       float(m['loss'])
       dt = time.time() - t1
       import shutil
-      from pepnet_jax import checkpoint  # for the evaluate and predict phases
+      from pepnet_jax.training import checkpoint  # for the evaluate and predict phases
       shutil.rmtree(os.path.join(a.workdir, 'checkpoints'), ignore_errors=True)  # a rerun's
       ckpt = checkpoint.Checkpointer(os.path.join(a.workdir, 'checkpoints'))
       ckpt.save(a.steps + 1, state, force=True)
       ckpt.close()
       return dict(rows=a.steps * 1024, seconds=dt, ms_per_step=1e3 * dt / a.steps,
                   peak_mb=_peak_mb())
-    from pepnet_jax import checkpoint
+    from pepnet_jax.training import checkpoint
     state, _ = checkpoint.restore_for_inference(a.workdir, state, None)
     test = datasets['test']
     t1 = time.time()
@@ -176,7 +177,7 @@ def phase(name: str, a) -> dict:
                 mean_auc=res['mean']['auc'])
   if name == 'predict':
     import glob
-    from pepnet_jax import predict
+    from pepnet_jax.evaluation import predict
     log = sorted(glob.glob(os.path.join(a.data, 'log_standard_4_22_to_5_08_27k*.csv')))[0]
     out = predict.predict_file(config, a.workdir, log, os.path.join(a.workdir, 'pred.csv'))
     return dict(rows=out['rows'], seconds=time.time() - t0, peak_mb=_peak_mb())

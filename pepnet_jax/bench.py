@@ -39,7 +39,9 @@ import time
 import jax
 import numpy as np
 
-from pepnet_jax import configs, synthetic, train
+from pepnet_jax import configs
+from pepnet_jax.data import synthetic
+from pepnet_jax.training import train
 from pepnet_jax.models import build_model
 
 WORKLOADS = {'small': 7_583, 'large': 1_000_000, 'xl': 10_000_000}
@@ -165,7 +167,7 @@ def kuairand_batches(ds, c, spec, infos):
   """The first epoch's training batches on the host as the trainer makes them one by one
   (steps 1, 2, ...: the OOV rows of ``config.train.oov_rate`` dropped), with only public
   training functions, so an older revision's library makes them the same way."""
-  from pepnet_jax import cold_start
+  from pepnet_jax.training import cold_start
   cold, kinds = cold_start.entity_features(spec), {f.name: f.kind for f in infos}
   for step, b in enumerate(ds.train_batches(c.data.batch_size, seed=c.data.seed, epoch=0), 1):
     b['features'] = train.drop_cold_rows(b['features'], cold, kinds, float(c.train.oov_rate),

@@ -8,8 +8,8 @@ import traceback
 
 import jax
 
-from pepnet_jax import checkpoint as ckpt_lib
-from pepnet_jax import train
+from pepnet_jax.training import checkpoint as ckpt_lib
+from pepnet_jax.training import train
 
 
 def maybe_initialize_distributed(config):
@@ -40,7 +40,7 @@ def restored_steps(config, workdir: str, step: int | None):
 
 
 def evaluate(config, workdir: str, step: int | None = None, split: str | None = None) -> dict:
-  from pepnet_jax import report as report_lib
+  from pepnet_jax.evaluation import report as report_lib
   datasets, data_spec, _, steps, state, step = restored_steps(config, workdir, step)
   split = split or config.train.get('report_split', 'test')
   if split not in datasets:
@@ -66,7 +66,7 @@ def run(config, workdir: str, mode: str, input_path=None, output_path=None, step
   if mode == 'predict':
     if not input_path or not output_path:
       raise SystemExit('--mode=predict needs --input LOG.csv and --output OUT.csv')
-    from pepnet_jax import predict
+    from pepnet_jax.evaluation import predict
     return predict.predict_file(config, workdir, input_path, output_path, step)
   raise ValueError(f'--mode={mode!r}')
 
@@ -74,7 +74,7 @@ def run(config, workdir: str, mode: str, input_path=None, output_path=None, step
 def user_errors() -> tuple[type, ...]:
   """Exceptions that describe the input or the config, not a bug: shown as
   their message alone."""
-  from pepnet_jax import runlock
+  from pepnet_jax.training import runlock
   from pepnet_jax.data.errors import DataError
   return (DataError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
           runlock.RunLockedError, ckpt_lib.CheckpointError)
@@ -83,7 +83,7 @@ def user_errors() -> tuple[type, ...]:
 def main(config, workdir: str, mode: str, verbose: bool = False, **kwargs) -> int:
   """``run`` for the command line: returns the exit code; a data or config
   error prints one line (its traceback goes to ``<workdir>/error.log``)."""
-  from pepnet_jax import interrupts
+  from pepnet_jax.training import interrupts
   try:
     run(config, workdir, mode, **kwargs)
     return 0

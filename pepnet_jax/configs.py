@@ -115,7 +115,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.report_split = 'test'
   # Share of training rows whose user (and, independently, whose video) is
   # made unseen: its id and side features set to missing, so the OOV rows
-  # learn what a new user / video looks like (pepnet_jax/cold_start.py;
+  # learn what a new user / video looks like (pepnet_jax/training/cold_start.py;
   # benchmarks/cold_start.py measures it); 0 = off.
   c.train.oov_rate = 0.05
   # A step whose loss or gradients are not finite: 'stop' (exit non-zero,
@@ -126,7 +126,7 @@ def base_config() -> ml_collections.ConfigDict:
   # L2 on the embedding rows a batch touches (per example, summed over
   # features): keeps rows of users / videos seen a few dozen times small.
   c.train.embed_l2 = 0.0
-  # Model selection on the validation split (pepnet_jax/selection.py): with
+  # Model selection on the validation split (pepnet_jax/training/selection.py): with
   # eval_every > 0 (or patience > 0: then one validation an epoch) the best
   # step by select_metric is kept in <workdir>/best and the report uses it.
   c.train.select_best = True
@@ -136,7 +136,7 @@ def base_config() -> ml_collections.ConfigDict:
   # a few dozen positives moves the mean by noise. 0 = every task.
   c.train.select_min_positives = 0
   # Extra evaluation metrics beside AUC / GAUC / logloss, by registered name
-  # ('pr_auc') or 'module:name' (pepnet_jax/metrics.py register_metric).
+  # ('pr_auc') or 'module:name' (pepnet_jax/evaluation/metrics.py register_metric).
   c.train.metrics = ()
   c.train.patience = 0                # validations without improvement; 0 = never stop early
   c.train.min_delta = 0.0
@@ -303,7 +303,7 @@ def validate_train(c: ml_collections.ConfigDict) -> None:
     need(str(tc.get('select_metric', 'mean_auc')).startswith('mean_'), 'select_metric',
          f'select_min_positives={min_pos} averages a metric over tasks: use a mean_* '
          'metric (mean_auc, mean_gauc, mean_logloss...)')
-  from pepnet_jax import metrics
+  from pepnet_jax.evaluation import metrics
   metrics.resolve_metrics(tc.get('metrics', ()))  # a ValueError naming the entry
   if c.data.batch_size < 1:
     raise ValueError(f'config.data.batch_size={c.data.batch_size}: must be >= 1')

@@ -18,7 +18,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pepnet_jax import configs, sharding, synthetic, train  # noqa: E402
+from pepnet_jax import configs  # noqa: E402
+from pepnet_jax.training import sharding, train  # noqa: E402
+from pepnet_jax.data import synthetic  # noqa: E402
 from pepnet_jax.models import build_model  # noqa: E402
 
 

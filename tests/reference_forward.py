@@ -1,7 +1,7 @@
 """An independent float64 NumPy forward pass of every model in ``pepnet_jax/models``.
 
 Written from the papers' equations, not from the Flax code: nothing here imports
-``pepnet_jax.models`` or ``pepnet_jax.gates``. The model code was read only for
+``pepnet_jax.models`` or ``pepnet_jax.evaluation.gates``. The model code was read only for
 what a reference cannot guess: the parameter tree's names and shapes, the order
 of concatenations, and the switches of ``config.model``. The tests
 (``tests/test_reference_forward.py``) feed it a Flax model's own parameters and a

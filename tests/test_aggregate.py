@@ -14,8 +14,8 @@ import struct
 import numpy as np
 import pytest
 
-from pepnet_jax import aggregate as agg
-from pepnet_jax import sweep as sw
+from pepnet_jax.sweeps import aggregate as agg
+from pepnet_jax.sweeps import cli as sw
 
 TASKS = ('is_click', 'long_view')
 DOMAINS = ('0', '1')

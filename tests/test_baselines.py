@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pepnet_jax import configs, synthetic, train
+from pepnet_jax import configs
+from pepnet_jax.data import synthetic
+from pepnet_jax.training import train
 from pepnet_jax.models import MODELS, build_model
 from pepnet_jax.models import baselines  # noqa: F401  (registers the baselines)
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pepnet_jax import checkpoint as ckpt
+from pepnet_jax.training import checkpoint as ckpt
 
 # Orbax debris (abandoned coroutines, callbacks into closed loops) must not leak.
 pytestmark = pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
@@ -225,7 +225,7 @@ def test_failed_sync_write_is_one_clear_error(saved, monkeypatch):
 DISK_FULL = textwrap.dedent('''
     import json, resource, signal, sys
     import jax.numpy as jnp, numpy as np
-    from pepnet_jax import checkpoint as ckpt
+    from pepnet_jax.training import checkpoint as ckpt
     small = {'w': jnp.ones((4, 4))}
     big = {'w': jnp.asarray(np.random.default_rng(0).random((100, 100), np.float32))}
     c = ckpt.Checkpointer(sys.argv[1], max_to_keep=1)

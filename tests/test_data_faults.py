@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ReadCounter, aliccp_config, kuairand_config, make_log
-from pepnet_jax import predict
+from pepnet_jax.evaluation import predict
 from pepnet_jax.data import aliccp, cache, errors, kuairand, pipeline
 from pepnet_jax.data.aliccp import aliccp_features
 from pepnet_jax.data.errors import DataError

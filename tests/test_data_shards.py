@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from pepnet_jax import cold_start, train
+from pepnet_jax.training import cold_start, train
 from pepnet_jax.data import pipeline
 from pepnet_jax.features import OOV_ID
 

@@ -95,8 +95,8 @@ def test_extending_doc_names_where_the_save_frequency_is_decided():
   doc = (REPO / 'docs' / 'extending.md').read_text()
   rows = [r for r in doc.splitlines() if r.startswith('|') and 'checkpoint_every' in r]
   assert len(rows) == 1, rows
-  module, func = re.search(r'\| `(\w+)\.(\w+)` \|$', rows[0]).groups()
-  source = (REPO / 'pepnet_jax' / f'{module}.py').read_text()
+  module, func = re.search(r'\| `([\w.]+)\.(\w+)` \|$', rows[0]).groups()
+  source = (REPO / 'pepnet_jax' / f'{module.replace(".", "/")}.py').read_text()
   (node,) = [n for n in ast.walk(ast.parse(source))
              if isinstance(n, ast.FunctionDef) and n.name == func]
   assert 'checkpoint_every' in ast.get_source_segment(source, node)
@@ -107,7 +107,7 @@ def test_extending_doc_names_where_the_save_frequency_is_decided():
 
 def test_readme_sweeps_section_documents_dry_run(capsys):
   """README's sweep section did not mention the sweep runner's --dry_run."""
-  from pepnet_jax import sweep
+  from pepnet_jax.sweeps import cli as sweep
   readme = (REPO / 'README.md').read_text()
   section = readme.split('## Sweeps and results tables', 1)[1].split('\n## ', 1)[0]
   assert '`--dry_run`' in section
@@ -135,7 +135,7 @@ def test_point_name_is_never_the_folder_itself_or_its_parent(name):
 def test_empty_predict_input_is_a_data_error_naming_the_file(kuairand_dir, tmp_path, monkeypatch,
                                                              chunks):
   """read_input raised IndexError when the format read no rows from the input."""
-  from pepnet_jax import predict
+  from pepnet_jax.evaluation import predict
   from pepnet_jax.data import formats, pipeline
   from pepnet_jax.data.errors import DataError
   cfg = kuairand_config(kuairand_dir)
@@ -194,7 +194,7 @@ def test_generated_data_of_experiments_is_not_under_the_current_directory(tmp_pa
 
 def test_generator_ceiling_uses_the_project_auc(tmp_path, monkeypatch):
   """kuairand_synth had its own AUC beside metrics.auc."""
-  from pepnet_jax import metrics
+  from pepnet_jax.evaluation import metrics
   from pepnet_jax.data import kuairand_synth as ks
   assert not hasattr(ks, 'auc')
   monkeypatch.setattr(metrics, 'auc', lambda y, s: 0.625)

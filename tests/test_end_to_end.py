@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, cli_env
-from pepnet_jax import checkpoint, metrics
+from pepnet_jax.training import checkpoint
+from pepnet_jax.evaluation import metrics
 
 STEPS = 60
 COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
@@ -129,10 +130,11 @@ def test_predict_matches_evaluation(runs):
 def test_oracle_comparison_reads_the_truth_files(runs):
   """The ceiling column against one computed here: the test split's rows (its dates, the
   run's domains) of the generated logs, their truth file's probabilities, and an AUC
-  independent of pepnet_jax.metrics (scipy's Mann-Whitney U)."""
+  independent of pepnet_jax.evaluation.metrics (scipy's Mann-Whitney U)."""
   from scipy.stats import mannwhitneyu
 
-  from pepnet_jax import configs, oracle
+  from pepnet_jax import configs
+  from pepnet_jax.evaluation import oracle
   out = oracle.compare(str(runs['full']))
   table = {(r['domain'], r['task']): r for r in out['table']}
   report = json.loads((runs['full'] / 'report.json').read_text())
@@ -169,7 +171,7 @@ def test_oracle_comparison_reads_the_truth_files(runs):
 def test_predict_in_small_chunks_writes_the_same_file(runs, monkeypatch):
   """Predict streams its input: six chunks give the file one chunk gives."""
   import ml_collections
-  from pepnet_jax import predict
+  from pepnet_jax.evaluation import predict
   from pepnet_jax.data import errors
   log = runs['data_dir'] / 'log_standard_4_22_to_5_08_pure.csv'
   config = ml_collections.ConfigDict(json.loads((runs['full'] / 'config.json').read_text()))

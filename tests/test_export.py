@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from jax import export
 
-from pepnet_jax import configs, synthetic, train
+from pepnet_jax import configs
+from pepnet_jax.data import synthetic
+from pepnet_jax.training import train
 from pepnet_jax.models import build_model
 
 INFOS, SPEC = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)

@@ -206,7 +206,7 @@ def test_a_user_format_and_model_train_through_the_cli(trained):
 
 
 def test_the_model_keeps_two_tables_per_feature_and_its_setup_parameter(trained):
-    from pepnet_jax import checkpoint
+    from pepnet_jax.training import checkpoint
     _, _, workdir, _ = trained
     params = checkpoint.load_state_arrays(str(workdir), 120)['params']
     for feature in ('user_id', 'item_id', 'scene'):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_env
-from pepnet_jax import checkpoint
+from pepnet_jax.training import checkpoint
 
 STEPS = 240
 COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',

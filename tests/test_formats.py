@@ -200,7 +200,7 @@ def test_unknown_string_domain_names_column_row_and_field(registry):
 
 
 def test_predict_reads_through_the_format_record(registry):
-    from pepnet_jax import predict
+    from pepnet_jax.evaluation import predict
     (registry / 'ext' / 'toy_scene.py').write_text(TOY.format(name='toy_scene'))
     d = _toy_data(registry / 'toy')
     cfg = ml_collections.ConfigDict(dict(data=_toy_config(d)))
@@ -216,7 +216,7 @@ def test_predict_reads_through_the_format_record(registry):
 
 def test_predict_dispatch_uses_the_record_for_every_format(monkeypatch, kuairand_dir, tmp_path):
     """predict once sent every non-KuaiRand format to the Ali-CCP reader."""
-    from pepnet_jax import predict
+    from pepnet_jax.evaluation import predict
     cfg = ml_collections.ConfigDict(dict(data=kuairand_config(kuairand_dir)))
     pipeline.load_datasets(cfg.data, tmp_path / 'w')
     calls = []

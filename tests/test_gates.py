@@ -3,7 +3,10 @@
 import jax
 import numpy as np
 
-from pepnet_jax import configs, gates, synthetic, train
+from pepnet_jax import configs
+from pepnet_jax.evaluation import gates
+from pepnet_jax.data import synthetic
+from pepnet_jax.training import train
 from pepnet_jax.models import build_model
 
 INFOS, SPEC = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pepnet_jax import configs, synthetic
+from pepnet_jax import configs
+from pepnet_jax.data import synthetic
 from pepnet_jax.models import build_model
 
 Info, Spec = synthetic.Info, synthetic.Spec

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepnet_jax import metrics
+from pepnet_jax.evaluation import metrics
 from pepnet_jax.data import kuairand_synth as ks
 
 REAL_DIR = "/work/shared/data/kuairand"
@@ -297,7 +297,7 @@ def test_truth_files(out, logs):
     tr = pd.read_csv(d / "truth" / STD_B)
     df = logs[STD_B]
     # The recorded ceiling is the truth's AUC on the second file's labels: recomputed here as
-    # the Mann-Whitney U (scipy, independent of pepnet_jax.metrics) of the written file, to
+    # the Mann-Whitney U (scipy, independent of pepnet_jax.evaluation.metrics) of the written file, to
     # 1e-5 (the file rounds to 8 decimals, tying a few of the rare tasks' probabilities).
     from scipy.stats import mannwhitneyu
     for task in ks.TASKS:

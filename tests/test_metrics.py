@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from pepnet_jax import metrics as M
+from pepnet_jax.evaluation import metrics as M
+from pepnet_jax.evaluation import ranking as R  # the packed-key kernel behind M
 
 
 # ---------------------------------------------------------------- references
@@ -185,10 +186,10 @@ def test_dense_rank_fallback_when_keys_do_not_fit(monkeypatch):
     labels, scores, groups = tied_data(rng, 200, n_groups=20, decimals=2)
     scores = scores.astype(np.float32)
     expected = (ref_auc(labels, scores), ref_gauc(labels, scores, groups))
-    monkeypatch.setattr(M, "_KEY_BITS", 37)  # 32 score bits + 5 group bits + 1 label bit > 37
+    monkeypatch.setattr(R, "_KEY_BITS", 37)  # 32 score bits + 5 group bits + 1 label bit > 37
     out = M.task_metrics(labels, scores, groups)
     assert same(out["auc"], expected[0]) and same(out["gauc"], expected[1])
-    monkeypatch.setattr(M, "_KEY_BITS", 8)  # even dense ranks cannot fit
+    monkeypatch.setattr(R, "_KEY_BITS", 8)  # even dense ranks cannot fit
     with pytest.raises(ValueError, match=r"^too many groups/distinct scores to pack into int64 keys$"):
         M.task_metrics(labels, scores, groups)
 
@@ -468,10 +469,10 @@ def test_a_registered_metric_lands_in_every_cell_and_the_mean(monkeypatch):
 
 
 def test_metric_by_module_path_and_its_direction_for_selection(monkeypatch, tmp_path):
-    from pepnet_jax import selection
+    from pepnet_jax.training import selection
     monkeypatch.setattr(M, '_METRICS', dict(M._METRICS))
     (tmp_path / 'my_metrics_xyz.py').write_text(
-        'from pepnet_jax.metrics import register_metric\n'
+        'from pepnet_jax.evaluation.metrics import register_metric\n'
         'register_metric("brier", lambda y, s: float(((y - s) ** 2).mean()), '
         'higher_is_better=False)\n')
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -728,16 +729,17 @@ def test_packed_keys_stay_within_key_bits(monkeypatch, n_users, n_dom):
     mask = np.ones((n, 3), dtype=bool)
     mask[:, 2] = False  # an empty task
     keys = []
-    real = M._pair_counts
+    real = R.pair_counts
 
     def spy(v, shift):
         keys.append(v)
         return real(v, shift)
 
-    monkeypatch.setattr(M, "_pair_counts", spy)
+    monkeypatch.setattr(R, "pair_counts", spy)  # the kernel's calls
+    monkeypatch.setattr(M, "pair_counts", spy)  # and the public functions' own
 
     def run(key_bits, tasks):
-        monkeypatch.setattr(M, "_KEY_BITS", key_bits)
+        monkeypatch.setattr(R, "_KEY_BITS", key_bits)
         keys.clear()
         cols = [["t", "const", "empty"].index(t) for t in tasks]
         res = M.evaluate(preds[:, cols], labels[:, cols], mask[:, cols], domains, groups,
@@ -776,10 +778,10 @@ def test_dense_ranks_fill_the_key_exactly_without_domains_or_users(monkeypatch):
     scores = ((rng.integers(0, 8, n) + 1) / 10).astype(np.float32)
     labels = (rng.random(n) < 0.4).astype(np.float32)
     one_user = np.full(n, 9)
-    monkeypatch.setattr(M, "_KEY_BITS", 4)
+    monkeypatch.setattr(R, "_KEY_BITS", 4)
     assert same(M.gauc(labels, scores, one_user), ref_auc(labels, scores))
     out = M.task_metrics(labels, scores, one_user)
     assert same(out["auc"], ref_auc(labels, scores)) and same(out["gauc"], out["auc"])
-    monkeypatch.setattr(M, "_KEY_BITS", 3)
+    monkeypatch.setattr(R, "_KEY_BITS", 3)
     with pytest.raises(ValueError, match=r"^too many groups/distinct scores to pack"):
         M.gauc(labels, scores, one_user)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pepnet_jax import configs, synthetic
+from pepnet_jax import configs
+from pepnet_jax.data import synthetic
 from pepnet_jax.models import build_model
 from pepnet_jax.models.layers import GateNU
 

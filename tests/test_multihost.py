@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import cli_env
-from pepnet_jax import checkpoint
+from pepnet_jax.training import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 12

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pepnet_jax import oracle
+from pepnet_jax.evaluation import oracle
 from pepnet_jax.data import kuairand_synth as ks
 
 TASKS = ('is_click', 'long_view')
@@ -17,7 +17,7 @@ TEST = ('20220429', '20220508')
 
 def hand_auc(y, score):
   """ROC AUC as the Mann-Whitney U of the positives' scores over the negatives' (ties
-  count half), from scipy: an implementation independent of pepnet_jax.metrics."""
+  count half), from scipy: an implementation independent of pepnet_jax.evaluation.metrics."""
   from scipy.stats import mannwhitneyu
   y, score = np.asarray(y).astype(bool), np.asarray(score, np.float64)
   return mannwhitneyu(score[y], score[~y]).statistic / (y.sum() * (~y).sum())

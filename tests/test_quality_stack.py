@@ -29,7 +29,7 @@ def folder(tmp_path_factory):
 
 def hand_auc(y, score):
   """ROC AUC as the Mann-Whitney U of the positives' scores over the negatives' (ties
-  count half), from scipy: an implementation independent of pepnet_jax.metrics."""
+  count half), from scipy: an implementation independent of pepnet_jax.evaluation.metrics."""
   from scipy.stats import mannwhitneyu
   y, score = np.asarray(y).astype(bool), np.asarray(score, np.float64)
   return mannwhitneyu(score[y], score[~y]).statistic / (y.sum() * (~y).sum())

@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 
 import reference_forward as ref
-from pepnet_jax import configs, synthetic
+from pepnet_jax import configs
+from pepnet_jax.data import synthetic
 from pepnet_jax.models import build_model
 
 I = synthetic.Info

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pepnet_jax import cold_start, configs, interrupts, optim, synthetic, train, writers
+from pepnet_jax import configs
+from pepnet_jax.training import cold_start, interrupts, optim, train, writers
+from pepnet_jax.data import synthetic
 from pepnet_jax.features import OOV_ID, PAD_ID
 from pepnet_jax.models import build_model
 

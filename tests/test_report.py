@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from pepnet_jax.metrics import evaluate
-from pepnet_jax.report import format_table, save_report, to_jsonable
+from pepnet_jax.evaluation.metrics import evaluate
+from pepnet_jax.evaluation.report import format_table, save_report, to_jsonable
 
 TASKS = ["click", "like", "long_view"]
 DOMAINS = ["home", "search", "video_tab"]
@@ -97,7 +97,7 @@ def test_report_keeps_matplotlib_global_state_alone(tmp_path):
     import os
     import subprocess
     code = (
-        "import sys, numpy as np, pepnet_jax.report as r\n"
+        "import sys, numpy as np, pepnet_jax.evaluation.report as r\n"
         "print('matplotlib' in sys.modules)\n"
         "res = {'overall': {'t': {'auc': 0.7, 'gauc': np.nan, 'logloss': 0.4,"
         " 'pos_rate': 0.1, 'mean_pred': 0.12}}, 'domains': {}, 'mean': {}}\n"

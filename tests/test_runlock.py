@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from pepnet_jax import runlock
+from pepnet_jax.training import runlock
 
 
 def _holder_process(workdir, body=None):
@@ -18,7 +18,7 @@ def _holder_process(workdir, body=None):
   body = body or 'ctx = runlock.hold(sys.argv[1]); ctx.__enter__()'
   code = textwrap.dedent(f'''
       import fcntl, os, sys, time
-      from pepnet_jax import runlock
+      from pepnet_jax.training import runlock
       {body}
       print('held', flush=True)
       time.sleep(120)

@@ -16,7 +16,9 @@ import numpy as np
 import optax
 import pytest
 
-from pepnet_jax import configs, optim, synthetic, train
+from pepnet_jax import configs
+from pepnet_jax.training import optim, train
+from pepnet_jax.data import synthetic
 from pepnet_jax.models import build_model, contract
 
 LR = 0.1

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from pepnet_jax import sweep as sw
+from pepnet_jax.sweeps import cli as sw
 from pepnet_jax.sweeps import search as search_lib
 
 EXPERIMENT = '''

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from pepnet_jax import checkpoint, configs, selection, train
+from pepnet_jax import configs
+from pepnet_jax.training import checkpoint, selection, train
 
 CURVE = [0.60, 0.65, 0.70, 0.68, 0.69, 0.67, 0.71, 0.72]  # mean AUC per validation
 
@@ -70,8 +71,8 @@ def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, mo
   real_setup, real_eval = train.setup_run, train.evaluate_dataset
   seen = {}
 
-  def setup_run(config, workdir):
-    out = real_setup(config, workdir)
+  def setup_run(config, workdir, data=None):
+    out = real_setup(config, workdir, data)
     seen['valid'] = out[0]['valid']
     return out
 
@@ -144,8 +145,8 @@ def test_selection_on_the_judged_mean_ignores_a_rare_task(tmp_path, monkeypatch)
   real_setup, real_eval = train.setup_run, train.evaluate_dataset
   seen, calls = {}, []
 
-  def setup_run(config, workdir):
-    out = real_setup(config, workdir)
+  def setup_run(config, workdir, data=None):
+    out = real_setup(config, workdir, data)
     seen['valid'] = out[0]['valid']
     return out
 

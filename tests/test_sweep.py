@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import import_cycles, import_graph
-from pepnet_jax import sweep as sw
+from pepnet_jax.sweeps import cli as sw
 
 EXPERIMENT = '''
 from pepnet_jax import configs
@@ -343,11 +343,11 @@ def test_points_share_a_jax_compilation_cache(tmp_path):
 def test_sweep_modules_import_each_other_without_a_cycle():
   """aggregate and sweep once imported each other; the shared parts now live
   in pepnet_jax.sweeps.common, which imports neither. Imports inside functions count."""
-  names = {'pepnet_jax.sweep', 'pepnet_jax.aggregate'}
+  names = {'pepnet_jax.sweeps.cli', 'pepnet_jax.sweeps.aggregate'}
   graph = {m: {d for d in deps if d in names or d.startswith('pepnet_jax.sweeps.')}
            for m, deps in import_graph(function_level=True).items()
            if m in names or m.startswith('pepnet_jax.sweeps.')}
   assert 'pepnet_jax.sweeps.common' in graph and 'pepnet_jax.sweeps.search' in graph
-  assert 'pepnet_jax.sweep' not in graph['pepnet_jax.aggregate']
+  assert 'pepnet_jax.sweeps.cli' not in graph['pepnet_jax.sweeps.aggregate']
   assert graph['pepnet_jax.sweeps.common'] == set()
   assert not import_cycles(graph), import_cycles(graph)

@@ -6,7 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from pepnet_jax import configs, optim, synthetic, train
+from pepnet_jax import configs
+from pepnet_jax.training import optim, train
+from pepnet_jax.data import synthetic
 from pepnet_jax.models import build_model
 
 INFOS, SPEC = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)
@@ -121,7 +123,7 @@ def test_row_sparse_adagrad_equals_dense_optax():
 
 @pytest.mark.parametrize('vocab', [40, 5000])  # the whole-table path and the unique-ids path
 def test_adagrad_rows_equals_optax_adagrad_over_many_steps_with_warmup(vocab):
-  from pepnet_jax import sparse
+  from pepnet_jax.training import sparse
   assert (vocab <= sparse.DENSE_FACTOR * 64 * 3) == (vocab == 40)
   rng = np.random.default_rng(3)
   table = jnp.asarray(rng.normal(size=(vocab, 8)).astype(np.float32))
@@ -148,7 +150,7 @@ def test_adagrad_rows_with_zero_sums_and_no_eps_leaves_zero_gradient_rows_as_the
   """initial_accumulator 0 and eps 0 (optax allows both): a row whose sum of squares is still
   0 (untouched, or looked up with a zero gradient) must not divide 0 by 0: it stays exactly
   as it was, and every other row moves by -lr * g / sqrt(g^2)."""
-  from pepnet_jax import sparse as sp
+  from pepnet_jax.training import sparse as sp
   rng = np.random.default_rng(4)
   table = rng.normal(size=(vocab, 4)).astype(np.float32)
   ids = np.array([[3, 7, 7, 11], [11, 3, 5, 5], [9, 9, 2, 7], [1, 3, 20, 11]], np.int32)

@@ -41,7 +41,7 @@ from pepnet_jax.data.kuairand_files import (  # noqa: F401  (the public names re
     DEFAULT_SPLITS, LOG_COLUMNS, LABEL_COLUMNS, RAW_PREDICT_COLUMNS, TEXT_COLUMNS,
     USER_FILE_COLUMNS, VIDEO_FILE_COLUMNS, FEATURE_FILE_COLUMNS, INT_COLUMNS,
     OFFICIAL_STANDARD, OFFICIAL_RANDOM, LogFile, Layout, _dtypes, find_layout, parse_splits,
-    _calendar_dates)
+    _calendar_dates, kuairand_features, kuairand_groups)
 
 def _plan_columns(layout: Layout, spec: DataSpec, log_header: Sequence[str],
                   extra: Sequence[str] = (), log_path: Path | None = None
@@ -450,54 +450,6 @@ def read_predict_chunks(path: str | Path, data_dir: str | Path, spec: DataSpec,
     """``DataFormat.read_file_chunks``: read_log_file_chunks with config.data.version."""
     return read_log_file_chunks(path, data_dir, spec,
                                 data_config.get('version', 'auto') or 'auto')
-
-
-# --------------------------------------------------------------------------------------------
-# Presets. Each returns plain dicts so they drop straight into ``config.data.features``.
-
-
-def kuairand_features() -> list[dict[str, Any]]:
-    """Default KuaiRand features (columns of the log, user and video feature files).
-
-    * user_id, video_id, author_id: the identity embeddings; also the PPNet priors.
-    * tab: the domain id (shared=False: it only feeds the EPNet domain gate).
-    * user_active_degree, is_live_streamer (-124 = missing -> OOV), is_video_author: profile.
-    * follow/fans/friend_user_num_range, register_days_range: the official bucket strings
-      (quoted, with commas) as categories; the raw counts as log1p-standardized dense inputs.
-    * onehot_feat0..17: the 18 encrypted user categoricals (4 and 12-17 have NaN -> OOV).
-    * video_type, upload_type, music_type: video categoricals; music_id with min_count=2 so
-      one-off tracks share the OOV row.
-    * tag: comma-separated category list, mean-pooled (<= 3 tags in the Pure file).
-    * duration: the log's duration_ms (always present, unlike video_duration) in 20 quantile
-      buckets; hourmin in 24 quantile buckets as the time-of-day context.
-    """
-    cat = lambda name, column=None, **kw: dict(name=name, column=column or name,
-                                               kind='categorical', **kw)
-    feats = [
-        cat('user_id'), cat('video_id'), cat('author_id'), cat('tab', shared=False),
-        cat('user_active_degree'), cat('is_live_streamer'), cat('is_video_author'),
-        cat('follow_user_num_range'), cat('fans_user_num_range'), cat('friend_user_num_range'),
-        cat('register_days_range'),
-    ]
-    feats += [cat(f'onehot_feat{i}') for i in range(18)]
-    feats += [
-        cat('video_type'), cat('upload_type'), cat('music_type'), cat('music_id', min_count=2),
-        dict(name='tag', column='tag', kind='multi', max_len=3, sep=','),
-        dict(name='duration', column='duration_ms', kind='bucket', num_buckets=20),
-        dict(name='hourmin', column='hourmin', kind='bucket', num_buckets=24),
-    ]
-    feats += [dict(name=c, column=c, kind='dense', transform='log1p')
-              for c in ('follow_user_num', 'fans_user_num', 'friend_user_num', 'register_days')]
-    return feats
-
-
-def kuairand_groups() -> dict[str, tuple[str, ...]]:
-    """Gate inputs: the domain side for EPNet and the user/item/author priors for PPNet."""
-    return dict(domain=('tab',),
-                user=('user_id', 'user_active_degree', 'is_live_streamer', 'is_video_author',
-                      'fans_user_num_range', 'register_days_range'),
-                item=('video_id', 'video_type', 'upload_type', 'tag', 'duration'),
-                author=('author_id',))
 
 
 FORMAT = formats.register(formats.DataFormat(

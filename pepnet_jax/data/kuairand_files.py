@@ -1,6 +1,7 @@
 """The KuaiRand folder: file names and their date ranges (Pure / 1K / 27K, ``_part``
-files), the log and feature-file columns and dtypes, and the split dates. No reading of rows
-here: ``kuairand.py`` reads the files this finds."""
+files), the log and feature-file columns and dtypes, the split dates, and the preset
+features and gate groups over those columns. No reading of rows here: ``kuairand.py`` reads
+the files this finds."""
 
 from __future__ import annotations
 
@@ -196,3 +197,51 @@ def _is_date(d: np.ndarray) -> np.ndarray:
 def _split_rank(name: str) -> tuple[int, str]:
     """train, valid, test first (ConfigDict sorts keys alphabetically), then the rest."""
     return ({'train': 0, 'valid': 1, 'test': 2}.get(name, 3), name)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets. Each returns plain dicts so they drop straight into ``config.data.features``.
+
+
+def kuairand_features() -> list[dict[str, Any]]:
+    """Default KuaiRand features (columns of the log, user and video feature files).
+
+    * user_id, video_id, author_id: the identity embeddings; also the PPNet priors.
+    * tab: the domain id (shared=False: it only feeds the EPNet domain gate).
+    * user_active_degree, is_live_streamer (-124 = missing -> OOV), is_video_author: profile.
+    * follow/fans/friend_user_num_range, register_days_range: the official bucket strings
+      (quoted, with commas) as categories; the raw counts as log1p-standardized dense inputs.
+    * onehot_feat0..17: the 18 encrypted user categoricals (4 and 12-17 have NaN -> OOV).
+    * video_type, upload_type, music_type: video categoricals; music_id with min_count=2 so
+      one-off tracks share the OOV row.
+    * tag: comma-separated category list, mean-pooled (<= 3 tags in the Pure file).
+    * duration: the log's duration_ms (always present, unlike video_duration) in 20 quantile
+      buckets; hourmin in 24 quantile buckets as the time-of-day context.
+    """
+    cat = lambda name, column=None, **kw: dict(name=name, column=column or name,
+                                               kind='categorical', **kw)
+    feats = [
+        cat('user_id'), cat('video_id'), cat('author_id'), cat('tab', shared=False),
+        cat('user_active_degree'), cat('is_live_streamer'), cat('is_video_author'),
+        cat('follow_user_num_range'), cat('fans_user_num_range'), cat('friend_user_num_range'),
+        cat('register_days_range'),
+    ]
+    feats += [cat(f'onehot_feat{i}') for i in range(18)]
+    feats += [
+        cat('video_type'), cat('upload_type'), cat('music_type'), cat('music_id', min_count=2),
+        dict(name='tag', column='tag', kind='multi', max_len=3, sep=','),
+        dict(name='duration', column='duration_ms', kind='bucket', num_buckets=20),
+        dict(name='hourmin', column='hourmin', kind='bucket', num_buckets=24),
+    ]
+    feats += [dict(name=c, column=c, kind='dense', transform='log1p')
+              for c in ('follow_user_num', 'fans_user_num', 'friend_user_num', 'register_days')]
+    return feats
+
+
+def kuairand_groups() -> dict[str, tuple[str, ...]]:
+    """Gate inputs: the domain side for EPNet and the user/item/author priors for PPNet."""
+    return dict(domain=('tab',),
+                user=('user_id', 'user_active_degree', 'is_live_streamer', 'is_video_author',
+                      'fans_user_num_range', 'register_days_range'),
+                item=('video_id', 'video_type', 'upload_type', 'tag', 'duration'),
+                author=('author_id',))

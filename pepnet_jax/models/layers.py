@@ -4,7 +4,7 @@ Embedding tables are kept apart from everything else: a model is
 ``embed`` (ids -> gathered rows, the only place tables are read) followed by
 ``head`` (rows -> logits). The split lets the trainer differentiate with
 respect to the gathered rows instead of the whole tables, which is what makes
-row-sparse AdaGrad updates possible (see ``pepnet_jax/sparse.py``), and lets
+row-sparse AdaGrad updates possible (see ``pepnet_jax/training/sparse.py``), and lets
 tables be sharded by rows without the rest of the model noticing.
 """
 

@@ -1,7 +1,7 @@
 """What sweeps and aggregation share: point names, values on command lines,
 the sweep directory's files and reports.
 
-Both ``pepnet_jax.sweep`` and ``pepnet_jax.aggregate`` import this module and
+Both ``pepnet_jax.sweeps.cli`` and ``pepnet_jax.sweeps.aggregate`` import this module and
 it imports neither, which keeps the two free of an import cycle.
 """
 

@@ -1,5 +1,5 @@
 """A declaration (``get_sweep``) -> named points, and the experiment files
-that hold declarations; see ``pepnet_jax.sweep`` for the rules."""
+that hold declarations; see ``pepnet_jax.sweeps.cli`` for the rules."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from pepnet_jax import aggregate as aggregate_lib
+from pepnet_jax.sweeps import aggregate as aggregate_lib
 from pepnet_jax import configs
 from pepnet_jax.sweeps import common
 from pepnet_jax.sweeps.common import LOG, SWEEP_JSON, Point, cli_args

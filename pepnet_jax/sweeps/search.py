@@ -155,7 +155,7 @@ def parse_search(decl: Mapping[str, Any]) -> Search:
   metric = decl.get('metric', 'mean_auc')
   if not isinstance(metric, str) or not metric:
     raise ValueError(f'search metric must be a metric name such as "mean_auc", got {metric!r}')
-  from pepnet_jax import selection  # the trainer's rule: registered metrics say their way
+  from pepnet_jax.training import selection  # the trainer's rule: registered metrics say their way
   direction = decl.get('direction') or ('minimize' if selection.mode_of(metric) == 'min'
                                         else 'maximize')
   if direction not in ('maximize', 'minimize'):

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pepnet_jax import metrics
+from pepnet_jax.evaluation import metrics
 from pepnet_jax.files import atomic_write
 from pepnet_jax.synth.stats import (
     DEFAULT_TABS, GENERATOR_VERSION, LABELS, N_REAL_USERS, N_REAL_VIDEOS, PERIODS,

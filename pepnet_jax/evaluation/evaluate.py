@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
-from pepnet_jax import metrics as metrics_lib
-from pepnet_jax.steps import Steps, to_device
+from pepnet_jax.evaluation import metrics as metrics_lib
+from pepnet_jax.training.steps import Steps, to_device
 
 
 def predict_arrays(steps: Steps, params, dataset, batch_size: int, progress: bool = False):

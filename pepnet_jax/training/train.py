@@ -19,16 +19,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from pepnet_jax import checkpoint as ckpt_lib
-from pepnet_jax import cold_start
+from pepnet_jax.training import checkpoint as ckpt_lib
+from pepnet_jax.training import cold_start
 from pepnet_jax import configs
-from pepnet_jax import interrupts
-from pepnet_jax import selection
-from pepnet_jax import writers
-from pepnet_jax.evaluation import evaluate_dataset, flat_scalars, predict_arrays  # noqa: F401
+from pepnet_jax.training import interrupts
+from pepnet_jax.training import selection
+from pepnet_jax.training import writers
+from pepnet_jax.evaluation.evaluate import evaluate_dataset, flat_scalars, predict_arrays  # noqa: F401
 from pepnet_jax.models import build_model
 from pepnet_jax.models.contract import multitask_loss  # noqa: F401  (re-exported)
-from pepnet_jax.steps import (  # noqa: F401  (re-exported)
+from pepnet_jax.training.steps import (  # noqa: F401  (re-exported)
     DEVICE_KEYS, Steps, TrainState, data_shards, device_batch, drop_cold_rows, jit_steps,
     make_steps, process_rows, rows_l2, to_device)
 
@@ -191,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ``interrupts.Interrupted``; a non-finite loss raises ``interrupts.NonFiniteLoss``
   (or, with ``config.train.nonfinite='skip'``, skips the step).
   """
-  from pepnet_jax import runlock
+  from pepnet_jax.training import runlock
   configs.validate_train(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -430,7 +430,7 @@ def _restore_best(run: _Run):
 
 def _report(run: _Run, state, report_step: int, selected, best_meta) -> dict:
   """Evaluates ``state`` on the report split; logs, prints and saves the report."""
-  from pepnet_jax import report as report_lib
+  from pepnet_jax.evaluation import report as report_lib
   config, datasets = run.config, run.datasets
   split = config.train.get('report_split', 'test')
   if split not in datasets:

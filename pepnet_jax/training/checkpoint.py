@@ -51,7 +51,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from pepnet_jax.checkpoint_errors import (  # noqa: F401  (the errors are re-exported)
+from pepnet_jax.training.checkpoint_errors import (  # noqa: F401  (the errors are re-exported)
     DAMAGED_SUFFIX, _TMP_MARK, CheckpointError, CheckpointDamaged, NoReadableCheckpoint,
     CheckpointMismatch, NonFiniteStateError, CheckpointSaveError, _os_errno, _reason,
     _ORBAX_ERRORS, _FAILED, _install_quiet_hooks)

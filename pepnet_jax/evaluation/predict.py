@@ -21,9 +21,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from pepnet_jax import checkpoint as ckpt_lib
+from pepnet_jax.training import checkpoint as ckpt_lib
 from pepnet_jax import files
-from pepnet_jax import train
+from pepnet_jax.training import train
 from pepnet_jax.models import build_model
 
 

@@ -23,7 +23,7 @@ import math
 def mode_of(metric: str) -> str:
   """'min' for losses, 'max' for AUC-like metrics; a registered extra metric
   (``mean_<name>``, ``<name>/<task>``...) as it was registered."""
-  from pepnet_jax import metrics
+  from pepnet_jax.evaluation import metrics
   metric = metric[:-len(JUDGED)] if metric.endswith(JUDGED) else metric
   name = metric[len('mean_'):] if metric.startswith('mean_') else metric.split('/')[0]
   higher = metrics.higher_is_better(name)

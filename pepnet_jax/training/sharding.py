@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from pepnet_jax.optim import param_path
+from pepnet_jax.training.optim import param_path
 
 AXIS = 'data'
 

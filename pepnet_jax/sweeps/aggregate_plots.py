@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from pepnet_jax.sweeps import common
-from pepnet_jax.aggregate_rows import JUDGED, Row, _field_str, _tasks_domains, paired
+from pepnet_jax.sweeps.aggregate_rows import JUDGED, Row, _field_str, _tasks_domains, paired
 
 
 def _save(fig, path):

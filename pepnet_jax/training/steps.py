@@ -19,10 +19,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from pepnet_jax import cold_start
-from pepnet_jax import optim
-from pepnet_jax import sharding as shard_lib
-from pepnet_jax import sparse
+from pepnet_jax.training import cold_start
+from pepnet_jax.training import optim
+from pepnet_jax.training import sharding as shard_lib
+from pepnet_jax.training import sparse
 from pepnet_jax.features import PAD_ID
 from pepnet_jax.models import contract
 from pepnet_jax.models.layers import EMBED_SCOPE

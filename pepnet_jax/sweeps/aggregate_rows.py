@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from pepnet_jax import configs
-from pepnet_jax.selection import tasks_with_positives
+from pepnet_jax.training.selection import tasks_with_positives
 from pepnet_jax.sweeps import common
 
 
