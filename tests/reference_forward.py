@@ -86,6 +86,13 @@ def stacked_dense(x: np.ndarray, p: Mapping, n: int) -> np.ndarray:
   return dense(x, {'kernel': p['kernel'][n], 'bias': p['bias'][n]})
 
 
+def logit(y: np.ndarray) -> np.ndarray:
+  """The single column of a logit layer's output [B, 1] -> [B]; a wider layer is a bug."""
+  if y.shape[-1] != 1:
+    raise AssertionError(f'logit layer: {y.shape[-1]} outputs per task, not 1')
+  return y[:, 0]
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
   return 0.5 * (1.0 + np.tanh(0.5 * x))
 
@@ -314,7 +321,7 @@ def task_towers(inputs, params, num_layers: int, num_tasks: int, act) -> np.ndar
       h = stacked_dense(h, params[f'towers_{i}'], t)
       if i < num_layers - 1:
         h = act(h)
-    out.append(h[:, 0])
+    out.append(logit(h))
   return np.stack(out, -1)
 
 
@@ -428,7 +435,7 @@ def star(mc, infos, spec, params, features, domain):
   h = partitioned_norm(e, params['norm'], domain)
   for i in range(len(mc.tower)):
     h = act(star_fc(h, params[f'star_{i}'], domain))
-  main = np.stack([stacked_dense(h, params['out'], task)[:, 0] for task in range(t)], -1)
+  main = np.stack([logit(stacked_dense(h, params['out'], task)) for task in range(t)], -1)
   names = tuple(spec.groups.get('domain', ()))
   if names:
     a = np.concatenate([fields[n] for n in names], -1)

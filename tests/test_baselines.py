@@ -286,6 +286,14 @@ def test_bad_expert_config_is_named():
     init(model_for('mmoe', num_experts=0))
   with pytest.raises(ValueError, match='ple_levels'):
     init(model_for('ple', ple_levels=0))
+  # Each of PLE's settings alone is checked, with one message naming all of them.
+  rule = r'^ple needs config.model.ple_levels >= 1, num_experts >= 1, specific_experts >= 0'
+  for bad in (dict(num_experts=0), dict(specific_experts=-1), dict(bottom=())):
+    with pytest.raises(ValueError, match=rule):
+      init(model_for('ple', **bad))
+  # The smallest valid settings build: one shared and no task-specific expert.
+  assert apply(model_for('ple', num_experts=1, specific_experts=0),
+               init(model_for('ple', num_experts=1, specific_experts=0))['params']).shape == (64, T)
 
 
 @pytest.mark.parametrize('name', NAMES)

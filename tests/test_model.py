@@ -254,3 +254,64 @@ def test_task_transfer_starts_as_the_plain_model_and_keeps_other_towers_out():
   gw = np.asarray(g['task_transfer'])
   assert np.abs(gw[:, hate]).max() > 0.0  # the mix into hate learns
   assert np.abs(np.delete(gw, hate, axis=1)).max() == 0.0
+
+
+# ---- the registry and the tables every model shares ----------------------------------
+
+def test_a_taken_model_name_is_refused_and_a_rerun_definition_replaces_it(monkeypatch):
+  from pepnet_jax.models import registry
+  monkeypatch.setattr(registry, 'MODELS', dict(registry.MODELS))
+  original = registry.MODELS['pepnet']
+
+  def other(mc, infos, spec, common):  # another factory under a taken name
+    return None
+  with pytest.raises(ValueError, match=r"^model name 'pepnet' is already registered by "
+                                       r"pepnet_jax\.models\.pepnet\._pepnet$"):
+    registry.register('pepnet')(other)
+  assert registry.MODELS['pepnet'] is original
+  assert registry.register('pepnet')(original) is original  # the same function: no error
+
+  def _pepnet(mc, infos, spec, common):  # the same definition re-run (a reloaded module)
+    return None
+  _pepnet.__qualname__ = original.__qualname__
+  registry.register('pepnet')(_pepnet)
+  assert registry.MODELS['pepnet'] is _pepnet
+  registry.register('brand_new')(other)
+  assert registry.resolve('brand_new') is other
+
+
+def test_an_unknown_model_name_lists_the_registered_models_and_the_package_modules():
+  import pathlib
+
+  from pepnet_jax.models import registry
+  folder = pathlib.Path(registry.__file__).parent
+  modules = sorted(p.stem for p in folder.glob('*.py') if not p.stem.startswith('_'))
+  assert 'pepnet' in modules and '__init__' not in modules
+  with pytest.raises(ValueError) as e:
+    registry.resolve('no_such_model')
+  msg = str(e.value)
+  assert f'a module of pepnet_jax.models ({", ".join(modules)})' in msg
+  assert f'not a registered model ({", ".join(sorted(registry.MODELS))})' in msg
+
+
+@pytest.mark.parametrize('name', ['pepnet', 'shared_bottom', 'single_task', 'mmoe', 'ple',
+                                  'star', 'wide_deep', 'lr'])
+def test_tables_are_padded_to_the_row_multiple_and_start_small(name):
+  """Every table has its vocabulary's rows rounded up to ``table_row_multiple`` (so tables
+  split evenly over devices) and starts in U(-0.05, 0.05); LR's weights and Wide & Deep's
+  wide weights start at exactly 0 (LR at its bias; Wide & Deep as its deep part)."""
+  mc = configs.base_config().model
+  mc.name, mc.tower, mc.bottom, mc.table_row_multiple = name, (8,), (8,), 16
+  model = build_model(mc, INFOS, SPEC)
+  tables = init(model)['params']['embed']
+  vocab = {f.name: f.vocab_size for f in INFOS}
+  assert tables
+  for feature, t in tables.items():
+    for kind, table in (t.items() if isinstance(t, dict) else [('', t)]):
+      table = np.asarray(table)
+      want = -(-vocab[feature] // 16) * 16
+      assert table.shape[0] == want and want >= vocab[feature], (feature, kind, table.shape)
+      if kind == 'wide' or name == 'lr':
+        assert not table.any(), feature
+      else:
+        assert np.abs(table).max() < 0.05 and np.abs(table).max() > 0.04, (feature, kind)

@@ -126,8 +126,8 @@ def random_params(shapes, seed: int):
   return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
-def build(mc, spec=SPEC):
-  model = build_model(mc, INFOS, spec)
+def build(mc, spec=SPEC, infos=INFOS):
+  model = build_model(mc, infos, spec)
   shapes = jax.eval_shape(model.init, jax.random.key(0), FEATURES, DOMAIN)['params']
   return model, shapes
 
@@ -151,14 +151,14 @@ def assert_close(got, want, tol, what=''):
       f'reference {want[worst]:.6g}), tolerance {tol * scale:.3g}')
 
 
-def check_model(mc, tol=F32_TOL, seed=1, spec=SPEC):
+def check_model(mc, tol=F32_TOL, seed=1, spec=SPEC, infos=INFOS):
   """Builds mc's model, runs it and the reference on the same random params; returns
   (model logits, reference logits)."""
-  model, shapes = build(mc, spec)
+  model, shapes = build(mc, spec, infos)
   params = random_params(shapes, seed)
   got, inter = flax_forward(model, params)
   trace = {}
-  want = ref.forward(mc, INFOS, spec, jax.device_get(params), FEATURES, DOMAIN, trace)
+  want = ref.forward(mc, infos, spec, jax.device_get(params), FEATURES, DOMAIN, trace)
   assert got.dtype == np.float32 and got.shape == (B, T)
   # Not a degenerate case: logits of unit scale that differ across tasks and rows (by
   # 1e-2 at least, 500 times the float32 tolerance).
@@ -234,6 +234,7 @@ BASELINES = {
     'mmoe': {},
     'mmoe_gelu': dict(name='mmoe', activation='gelu', bottom=(6, 4)),
     'ple': {},  # 2 levels
+    'ple_gelu': dict(name='ple', activation='gelu'),
     'cgc': dict(name='ple', ple_levels=1),
     'ple_3_levels_no_specific': dict(name='ple', ple_levels=3, specific_experts=0),
     'star': {},
@@ -249,6 +250,15 @@ def test_baseline_matches_reference(case):
   overrides = dict(BASELINES[case])
   name = overrides.pop('name', case)
   check_model(model_config(name, **overrides))
+
+
+def test_lr_without_dense_fields():
+  """LR over id fields only (its dense term is then absent, not an empty product)."""
+  infos = tuple(f for f in INFOS if f.kind != 'dense')
+  spec = synthetic.Spec(tasks=SPEC.tasks, domains=SPEC.domains,
+                        groups={k: tuple(m for m in v if m != 'ctx')
+                                for k, v in SPEC.groups.items()})
+  check_model(model_config('lr'), spec=spec, infos=infos)
 
 
 def test_star_without_domain_fields_uses_one_hot_domain():
