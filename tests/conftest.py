@@ -37,6 +37,20 @@ def pytest_configure(config):
     jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
+@pytest.fixture(autouse=True)
+def _trace_again_under_mutmut_stats():
+    """mutmut credits each test with the functions it calls, then runs only those tests
+    against a mutant of a function. A jitted function runs its Python once, in the first
+    test that traces it; later tests hit JAX's caches and would not be credited, so a
+    mutant would skip the tests that could kill it. In mutmut's stats run every test
+    therefore starts with JAX's in-memory caches empty (the persistent compilation cache
+    still saves the compiling)."""
+    if os.environ.get('MUTANT_UNDER_TEST') == 'stats':
+        import jax
+        jax.clear_caches()
+    yield
+
+
 def import_graph(function_level: bool = True) -> dict[str, set[str]]:
     """{module: the pepnet_jax modules it imports}, over the whole package; with
     ``function_level`` the imports inside functions count too. ``from pkg import sub`` is an
