@@ -268,3 +268,44 @@ def test_the_package_has_no_import_circle():
   assert 'pepnet_jax.models.registry' in graph and len(graph) > 30
   cycles = import_cycles(graph)
   assert not cycles, cycles
+
+
+def test_table_errors_name_the_table_its_shape_and_the_batch_features():
+  """check_tables and rows_at, the contract's two table checks, word by word."""
+  from pepnet_jax.models import contract
+  with pytest.raises(ValueError) as e:
+    contract.check_tables({'embed': {'item': np.zeros((4, 2))}}, {'user_id': None, 'tab': None})
+  assert str(e.value) == ("model table 'embed/item': tables live at embed/<feature> or "
+                          "embed/<feature>/<table>, but 'item' is not a feature of the batch "
+                          "(['tab', 'user_id'])")
+  with pytest.raises(ValueError) as e:
+    contract.check_tables({'embed': {'user_id': {'deep': np.zeros((4, 2, 3))}}},
+                          {'user_id': None})
+  assert str(e.value) == ("model table 'embed/user_id/deep' has shape (4, 2, 3); a table must "
+                          "be 2-D [rows, width]")
+  contract.check_tables({'towers': {'kernel': np.zeros((2, 2, 2))}}, {})  # no tables: fine
+  rows = {'user_id': {'deep': 'R'}}
+  assert contract.rows_at(rows, ('embed', 'user_id', 'deep')) == 'R'
+  for path in (('embed', 'user_id', 'wide'), ('embed', 'video_id')):
+    with pytest.raises(ValueError) as e:
+      contract.rows_at(rows, path)
+    assert str(e.value) == (f"lookup() returned no rows for table {'/'.join(path)!r}; it must "
+                            'return rows for every table it owns (see models/contract.py)')
+  with pytest.raises(ValueError, match="'embed/user_id/deep/x'"):
+    contract.rows_at(rows, ('embed', 'user_id', 'deep', 'x'))  # rows, not a dict, at 'deep'
+
+
+def test_dtype_and_activation_names_are_checked_with_the_choices_listed():
+  import jax.numpy as jnp
+
+  from pepnet_jax.models import layers
+  assert layers.dtype_from_name('float16') == jnp.float16
+  assert layers.dtype_from_name('bfloat16') == jnp.bfloat16
+  with pytest.raises(ValueError) as e:
+    layers.dtype_from_name('int8')
+  assert str(e.value) == ("config.model.dtype='int8' is not one of "
+                          "['bfloat16', 'float16', 'float32']")
+  with pytest.raises(ValueError) as e:
+    layers.activation_fn('swish2')
+  assert str(e.value).startswith("config.model.activation='swish2' is not one of ['")
+  assert "'relu'" in str(e.value) and "'gelu'" in str(e.value)

@@ -315,3 +315,19 @@ def test_tables_are_padded_to_the_row_multiple_and_start_small(name):
         assert not table.any(), feature
       else:
         assert np.abs(table).max() < 0.05 and np.abs(table).max() > 0.04, (feature, kind)
+
+
+def test_task_tower_kernels_start_lecun_normal_per_task():
+  """Each task's [in, out] slice of a stacked tower kernel [T, in, out] is LeCun normal:
+  variance 1 / in (fan-in is the input width, not the number of tasks), mean 0, and the
+  tasks' slices differ."""
+  from pepnet_jax.models import layers
+  t, d_in, d_out = 3, 400, 300
+  dense = layers.TaskDense(t, d_out)
+  kernel = np.asarray(dense.init(jax.random.key(4), jnp.zeros((2, d_in)))['params']['kernel'])
+  assert kernel.shape == (t, d_in, d_out)
+  for k in kernel:
+    assert abs(k.std() * np.sqrt(d_in) - 1.0) < 0.02, k.std() * np.sqrt(d_in)
+    assert abs(k.mean()) < 4 * k.std() / np.sqrt(k.size)
+    assert np.abs(k).max() <= 2 * np.sqrt(1 / d_in) / 0.87962566103423978 + 1e-6  # truncated at 2 sd
+  assert not np.allclose(kernel[0], kernel[1])

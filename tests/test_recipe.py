@@ -134,3 +134,30 @@ def test_scale_to_batch_moves_the_rates_by_the_rule():
   assert 'batch 4096' in configs.describe_recipe(s)
   with pytest.raises(ValueError, match='batch_size'):
     configs.scale_to_batch(c, 0)
+
+
+def _np_mix32(h):
+  """lowbias32, written again in NumPy uint32 arithmetic."""
+  h = h ^ (h >> np.uint32(16))
+  h = h * np.uint32(0x7FEB352D)
+  h = h ^ (h >> np.uint32(15))
+  h = h * np.uint32(0x846CA68B)
+  return h ^ (h >> np.uint32(16))
+
+
+@pytest.mark.parametrize('shape,keep', [((5, 7, 3), 0.6), ((64,), 0.9), ((3, 4), 1.0)])
+def test_dropout_mask_is_the_documented_hash_of_each_elements_index(shape, keep):
+  """The mask, element by element, against the documented construction computed in NumPy:
+  two words w from the key; h = mix(mix(i * 0x9E3779B9 + w0) ^ w1) for the row-major flat
+  index i; kept where h < min(round(keep * 2^32), 2^32 - 1). Pins the function the
+  resume and multi-device exactness rely on (the same bits on every backend)."""
+  from pepnet_jax.models import layers
+  key = jax.random.key(5)
+  w = np.asarray(jax.random.bits(key, (2,), jnp.uint32))
+  i = np.arange(int(np.prod(shape)), dtype=np.uint32).reshape(shape)
+  with np.errstate(over='ignore'):
+    h = _np_mix32(_np_mix32(i * np.uint32(0x9E3779B9) + w[0]) ^ w[1])
+  want = h < np.uint32(min(int(round(keep * 2.0**32)), 2**32 - 1))
+  got = np.asarray(layers.dropout_mask(key, shape, keep))
+  np.testing.assert_array_equal(got, want)
+  assert keep == 1.0 or 0 < want.mean() < 1
