@@ -351,3 +351,29 @@ def test_wide_deep_owns_two_tables_per_feature_and_trains_them_row_sparsely():
   untouched = np.setdiff1d(np.arange(after.shape[0]), touched)
   assert np.abs(after[touched] - before[touched]).max() > 0
   np.testing.assert_array_equal(after[untouched], before[untouched])  # row-sparse
+
+
+def test_mmoe_settings_are_checked_and_one_expert_is_enough():
+  rule = r'^mmoe needs config.model.num_experts >= 1 and a non-empty config.model.bottom, got '
+  for bad in (dict(num_experts=0), dict(bottom=())):
+    with pytest.raises(ValueError, match=rule):
+      init(model_for('mmoe', **bad))
+  one = model_for('mmoe', num_experts=1)
+  p = init(one)['params']
+  g = np.asarray(sown(one, p)['gate_weights'][0])
+  assert g.shape == (64, T, 1) and np.all(g == 1.0)  # a softmax over one expert
+  assert apply(one, p).shape == (64, T)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_bfloat16_models_return_float32_logits_and_gate_weights(name):
+  """bfloat16 compute, float32 out (the contract's logits); MMoE's and PLE's expert gates
+  take their softmax in float32 too, so their weights sum to 1 to float32 rounding."""
+  model = model_for(name, dtype='bfloat16')
+  logits, inter, head = run(model, init(model)['params'])
+  assert logits.dtype == jnp.float32 and head.dtype == jnp.float32, name
+  for key, value in inter.items():
+    if key == 'gate_weights' or key.startswith('gate_weights'):
+      g = np.asarray(value[0])
+      assert g.dtype == np.float32, key
+      np.testing.assert_allclose(g.sum(-1), 1.0, atol=1e-6)

@@ -331,3 +331,29 @@ def test_task_tower_kernels_start_lecun_normal_per_task():
     assert abs(k.mean()) < 4 * k.std() / np.sqrt(k.size)
     assert np.abs(k).max() <= 2 * np.sqrt(1 / d_in) / 0.87962566103423978 + 1e-6  # truncated at 2 sd
   assert not np.allclose(kernel[0], kernel[1])
+
+
+def test_resolve_imports_a_dotted_module_path_and_says_what_went_wrong(tmp_path, monkeypatch):
+  from pepnet_jax.models import registry
+  monkeypatch.setattr(registry, 'MODELS', dict(registry.MODELS))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  pkg = tmp_path / 'resolve_pkg'
+  pkg.mkdir()
+  (pkg / '__init__.py').write_text('')
+  (pkg / 'good.py').write_text(
+      'from pepnet_jax.models.registry import register\n\n'
+      "@register('resolve_pkg.good')\ndef build(mc, infos, spec, common):\n  return 'built'\n")
+  (pkg / 'silent.py').write_text('X = 1\n')
+  (pkg / 'broken.py').write_text('import resolve_pkg_missing_dependency\n')
+  assert registry.resolve('resolve_pkg.good')(None, None, None, None) == 'built'
+  with pytest.raises(ValueError) as e:
+    registry.resolve('resolve_pkg.silent')
+  assert str(e.value) == ("config.model.name='resolve_pkg.silent': module resolve_pkg.silent "
+                          "was imported but registers no model of that name (it needs "
+                          "@register('resolve_pkg.silent'))")
+  with pytest.raises(ModuleNotFoundError, match='resolve_pkg_missing_dependency'):
+    registry.resolve('resolve_pkg.broken')  # its own import fails: that error, not "unknown"
+  with pytest.raises(ValueError, match=r"^config.model.name='resolve_pkg.absent' is not a "
+                                       r'registered model \('):
+    registry.resolve('resolve_pkg.absent')
+
