@@ -292,6 +292,14 @@ def test_an_unknown_model_name_lists_the_registered_models_and_the_package_modul
   msg = str(e.value)
   assert f'a module of pepnet_jax.models ({", ".join(modules)})' in msg
   assert f'not a registered model ({", ".join(sorted(registry.MODELS))})' in msg
+  assert msg.endswith('or an importable dotted module path that registers it; see '
+                      'docs/extending.md')
+
+
+def test_an_unknown_task_gates_setting_is_named():
+  with pytest.raises(ValueError) as e:
+    init(model_for(task_gates='shared'))
+  assert str(e.value) == "config.model.task_gates='shared': use 'split' or 'separate'"
 
 
 @pytest.mark.parametrize('name', ['pepnet', 'shared_bottom', 'single_task', 'mmoe', 'ple',
