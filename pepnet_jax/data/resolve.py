@@ -77,7 +77,7 @@ def generated_tabs(domains) -> tuple[int, ...]:
   tabs: predict mode rejects a tab outside config.data.domains, so a generated log could then
   not be predicted on with the default tabs.
   """
-  from pepnet_jax.data.kuairand_files import DEFAULT_TABS
+  from pepnet_jax.synth.stats import DEFAULT_TABS  # the generator's own default
   return tuple(sorted(set(DEFAULT_TABS) | {int(t) for t in domains}))
 
 

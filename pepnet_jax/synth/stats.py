@@ -310,7 +310,7 @@ RHO_SCALE_AUTHOR = 0.9     # ... loading on one factor common to the author's ta
 #: 3: per-entity effects learnable at KuaiRand-Pure's size (shared engagement factor 0.9, task
 #: weights from two per-user styles, affinity leaning on side features).
 GENERATOR_VERSION = 3
-#: Tabs generated when none are asked for (and the ones prepare.ensure_generated always adds).
+#: Tabs generated when none are asked for (and the ones a run always adds: data/resolve.py).
 DEFAULT_TABS = (0, 1, 2, 4)
 #: Chain coefficients (on click, on long_view) of each task's logit.
 CHAIN = {
