@@ -2,7 +2,8 @@
 phases: set up (data, model, steps, restore), train (with validation and model selection),
 restore the best step, report on the test split.
 
-The steps themselves are built in ``steps.py``; evaluation over a split is ``evaluation.py``.
+The steps themselves are built in ``steps.py``; evaluation over a split is
+``evaluation/evaluate.py``.
 Their public names are re-exported here (``train.make_steps``, ``train.evaluate_dataset``,
 ...), the names the tests, benchmarks and notebooks have always used.
 """
@@ -19,18 +20,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from pepnet_jax.training import checkpoint as ckpt_lib
-from pepnet_jax.training import cold_start
 from pepnet_jax import configs
-from pepnet_jax.training import interrupts
-from pepnet_jax.training import selection
-from pepnet_jax.training import writers
 from pepnet_jax.evaluation.evaluate import evaluate_dataset, flat_scalars, predict_arrays  # noqa: F401
 from pepnet_jax.models import build_model
 from pepnet_jax.models.contract import multitask_loss  # noqa: F401  (re-exported)
 from pepnet_jax.training.steps import (  # noqa: F401  (re-exported)
     DEVICE_KEYS, Steps, TrainState, data_shards, device_batch, drop_cold_rows, jit_steps,
     make_steps, process_rows, rows_l2, to_device)
+from pepnet_jax.training import checkpoint as ckpt_lib
+from pepnet_jax.training import cold_start, interrupts, selection, writers
 
 
 def save_config(config, workdir: str):
