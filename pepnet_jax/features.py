@@ -140,7 +140,7 @@ class FeatureInfo:
     shared: bool
 
 
-def config_value(cfg: Any, key: str, default: Any = None) -> Any:
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
     """``cfg[key]`` of a ConfigDict, a config.json dict or an object with attributes."""
     if isinstance(cfg, Mapping):
         return cfg.get(key, default)
@@ -265,13 +265,13 @@ def _values(field: str, raw: Any) -> tuple:
 
 def data_format(data_config: Any) -> 'formats.DataFormat':
     """The ``DataFormat`` record ``config.data.format`` names (ValueError naming the field)."""
-    return formats.get(config_value(data_config, 'format'))
+    return formats.get(_get(data_config, 'format'))
 
 
 def resolve_tasks(data_config: Any, fmt: 'formats.DataFormat | None' = None) -> tuple:
     """``config.data.tasks`` (label columns), or the format's default when empty; validated."""
     fmt = fmt or data_format(data_config)
-    tasks = _values('config.data.tasks', config_value(data_config, 'tasks', None)) or fmt.tasks
+    tasks = _values('config.data.tasks', _get(data_config, 'tasks', None)) or fmt.tasks
     if not tasks:
         raise ValueError(f'config.data.tasks is empty and the {fmt.name!r} format has no '
                          'default: list the label columns')
@@ -292,14 +292,14 @@ def resolve_domains(data_config: Any, fmt: 'formats.DataFormat | None' = None) -
     oracle), so old and new configs mean the same runs.
     """
     fmt = fmt or data_format(data_config)
-    domains = _values('config.data.domains', config_value(data_config, 'domains', None))
-    tabs = _values('config.data.tabs', config_value(data_config, 'tabs', None))
+    domains = _values('config.data.domains', _get(data_config, 'domains', None))
+    tabs = _values('config.data.tabs', _get(data_config, 'tabs', None))
     if domains and tabs and domains != tabs:
         raise ValueError(f'config.data.domains={list(domains)} and config.data.tabs={list(tabs)} '
                          'disagree; tabs is the old name of domains: set only '
                          'config.data.domains')
     field = 'config.data.tabs' if tabs and not domains else 'config.data.domains'
-    column = config_value(data_config, 'domain_column', None) or fmt.domain_column
+    column = _get(data_config, 'domain_column', None) or fmt.domain_column
     values = domains or tabs or fmt.domains
     if not values:
         raise ValueError(f'config.data.domains is empty and the {fmt.name!r} format has no '
@@ -323,7 +323,7 @@ def resolve_domains(data_config: Any, fmt: 'formats.DataFormat | None' = None) -
 def resolve_splits(data_config: Any, fmt: 'formats.DataFormat | None' = None) -> dict:
     """``config.data.splits``, or the format's default when it is empty ({} when the format
     has none: its reader ignores splits)."""
-    raw = config_value(data_config, 'splits', None)
+    raw = _get(data_config, 'splits', None)
     if raw:
         return _as_dict(raw)
     fmt = fmt or data_format(data_config)
@@ -347,8 +347,8 @@ def with_format_defaults(data_config: Any, fmt: 'formats.DataFormat | None' = No
     filled = dict(splits=resolve_splits(data_config, fmt) if splits is None else splits,
                   tasks=spec.tasks if spec else resolve_tasks(data_config, fmt),
                   domains=spec.domains if spec else resolve_domains(data_config, fmt),
-                  domain_column=config_value(data_config, 'domain_column', None) or fmt.domain_column,
-                  group_column=config_value(data_config, 'group_column', None) or fmt.group_column)
+                  domain_column=_get(data_config, 'domain_column', None) or fmt.domain_column,
+                  group_column=_get(data_config, 'group_column', None) or fmt.group_column)
     for k, v in filled.items():
         if k in out:
             del out[k]  # a ConfigDict field keeps its first type; the default may differ
@@ -378,7 +378,7 @@ def spec_from_config(data_config: Any, fmt: 'formats.DataFormat | None' = None) 
     """
     fmt = fmt or data_format(data_config)
 
-    raw_features = config_value(data_config, 'features')
+    raw_features = _get(data_config, 'features')
     preset = not raw_features  # [] / None = the format's preset features and groups
     if preset:
         raw_features = fmt.features()
@@ -386,7 +386,7 @@ def spec_from_config(data_config: Any, fmt: 'formats.DataFormat | None' = None) 
         raise ValueError(f'config.data.features must be a list of feature dicts, got {raw_features!r}')
     features = tuple(_feature_from_config(i, f) for i, f in enumerate(raw_features))
     n_listed = len(features)
-    features += _crosses_from_config(config_value(data_config, 'crosses', None))
+    features += _crosses_from_config(_get(data_config, 'crosses', None))
     seen: dict[str, int] = {}
     for i, f in enumerate(features):
         if f.name in seen:
@@ -399,13 +399,13 @@ def spec_from_config(data_config: Any, fmt: 'formats.DataFormat | None' = None) 
         seen[f.name] = i
 
     tasks = resolve_tasks(data_config, fmt)
-    domain_column = config_value(data_config, 'domain_column', None) or fmt.domain_column
+    domain_column = _get(data_config, 'domain_column', None) or fmt.domain_column
     if not isinstance(domain_column, str):
         raise ValueError(f'config.data.domain_column={domain_column!r} must be a column name')
     domains = resolve_domains(data_config, fmt)
-    group_column = _group_column(config_value(data_config, 'group_column', None) or fmt.group_column)
+    group_column = _group_column(_get(data_config, 'group_column', None) or fmt.group_column)
 
-    raw_groups = config_value(data_config, 'groups', None) or {}
+    raw_groups = _get(data_config, 'groups', None) or {}
     if not raw_groups:  # the preset groups, minus features this config does not have
         raw_groups = {g: tuple(m for m in members if m in seen)
                       for g, members in fmt.groups().items()}

@@ -95,22 +95,22 @@ def generator_version(data_dir: str) -> int:
     return 1
 
 
-def run_data(data: dict) -> tuple[list, list, dict]:
-  """(tasks, tabs, splits) of a config.json's data section, old (data.tabs, explicit
-  KuaiRand values) or new (data.domains; empty fields = the format's defaults), resolved
-  by ``data.resolve`` like a run's."""
+def run_data(data: dict, workdir: str) -> tuple[list, list, dict, str]:
+  """(tasks, tabs, splits, data directory) of a run's config.json data section, old
+  (data.tabs, explicit KuaiRand values) or new (data.domains; empty fields = the format's
+  defaults), resolved by ``data.resolve`` like the run's own."""
   from pepnet_jax.data.resolve import resolve
-  resolved = resolve(dict(data, format=data.get('format') or 'kuairand'))  # generated: KuaiRand
+  resolved = resolve(dict(data, format=data.get('format') or 'kuairand'),  # generated: KuaiRand
+                     workdir)
   return (list(resolved.spec.tasks), [int(t) for t in resolved.spec.domains],
-          dict(resolved.splits))
+          dict(resolved.splits), resolved.dir)
 
 
 def compare(workdir: str, split: str | None = None, report: str | None = None) -> dict:
   cfg = json.load(open(os.path.join(workdir, 'config.json')))
   rep = json.load(open(report or os.path.join(workdir, 'report.json')))
   split = split or rep.get('split', 'test')
-  data_dir = os.path.abspath(cfg['data']['dir'] or os.path.join(workdir, 'data'))
-  tasks, tabs, splits = run_data(cfg['data'])
+  tasks, tabs, splits, data_dir = run_data(cfg['data'], workdir)
   if split not in splits:
     raise ValueError(f'--split={split!r}: the run has splits {sorted(splits)}')
   orc = oracle_auc(data_dir, splits[split], tabs, tasks)
@@ -172,8 +172,7 @@ def headroom(workdir: str, split: str | None = None, report: str | None = None) 
   cfg = json.load(open(os.path.join(workdir, 'config.json')))
   rep = json.load(open(report or os.path.join(workdir, 'report.json')))
   split = split or rep.get('split', 'test')
-  data_dir = os.path.abspath(cfg['data']['dir'] or os.path.join(workdir, 'data'))
-  tasks, tabs, splits = run_data(cfg['data'])
+  tasks, tabs, splits, data_dir = run_data(cfg['data'], workdir)
   if generator_version(data_dir) < 2:
     raise ValueError(f'{data_dir}: --headroom needs generator version 2 or later (latent tables)')
   lo, hi = (int(x) for x in splits[split])

@@ -33,9 +33,8 @@ def entity_features(data_spec, entities: Mapping[str, Sequence[str]] | None = No
   if entities is None:
     from pepnet_jax.data import formats
     entities = formats.get(data_spec.format).entities
-  columns = entities
   out = {}
-  for entity, cols in columns.items():
+  for entity, cols in entities.items():
     names = [f.name for f in data_spec.features
              if f.shared and any(c in cols for c in f.columns)]  # a cross: any part
     if names:
