@@ -20,7 +20,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRATCH = os.path.join(os.environ.get('TMPDIR', '/tmp'), 'pepnet_mutmut_recheck')
-PATHS = {'steps': 'pepnet_jax/training/steps.py'}
+PATHS = {'steps': 'pepnet_jax/training/steps.py'}  # mutmut 2's flat names; 3's are dotted
 
 
 RULES = [
@@ -34,6 +34,9 @@ RULES = [
   (r'layers\.', ['tests/test_reference_forward.py', 'tests/test_model.py']),
   (r'pepnet\.', ['tests/test_reference_forward.py', 'tests/test_model.py', 'tests/test_gradients.py']),
   (r'registry\.', ['tests/test_model.py']),
+  (r'steps\.', ['tests/test_train_step.py', 'tests/test_recipe.py', 'tests/test_schedules.py',
+               'tests/test_reliability.py', 'tests/test_data_shards.py',
+               'tests/test_selection.py']),
   (r'baselines\.', ['tests/test_baselines.py', 'tests/test_reference_forward.py']),
   (r'linear\.', ['tests/test_reference_forward.py', 'tests/test_linear.py']),
   (r'wide_deep\.', ['tests/test_model.py', 'tests/test_reference_forward.py']),

@@ -10,6 +10,9 @@ WORKDIRS/NAME --config.data.dir=DATA ARGS``: at revision REV (checked out into a
 worktree and run from there) or, without ``rev:``, in this checkout. Runs go one after the
 other, never together, so that they share the machine fairly; a run whose report.json exists
 is read back instead of run again (delete its folder to rerun it).
+``--run NAME=cmd:COMMAND`` times another program instead (a peer implementation, e.g.
+``benchmarks/peer_nextrec_quality.py``): COMMAND --workdir WORKDIRS/NAME, which must print
+the same ``valid @ STEP: mean AUC X`` lines and write WORKDIRS/NAME/report.json.
 
 Default data: the 1M-training-row quality data of experiments/quality.py (generated KuaiRand
 logs at KuaiRand-Pure's sizes, 2,200,000 rows; made here when absent). Default config: the
@@ -60,19 +63,23 @@ def quality_data(rows: int) -> str:
 
 
 def parse_run(spec: str) -> dict:
-  name, rev, args = spec, '', []
+  name, rev, args, cmd = spec, '', [], []
   if '=' in spec:
     name, rest = spec.split('=', 1)
-    for part in re.split(r'=(?=(?:rev|args):)', rest):
+    for part in re.split(r'=(?=(?:rev|args|cmd):)', rest):
       if part.startswith('rev:'):
         rev = part[4:]
       elif part.startswith('args:'):
         args = shlex.split(part[5:])
+      elif part.startswith('cmd:'):
+        cmd = shlex.split(part[4:])
       else:
-        raise SystemExit(f'--run {spec!r}: after NAME= use rev:REV and/or args:ARGS')
+        raise SystemExit(f'--run {spec!r}: after NAME= use rev:REV and/or args:ARGS, or cmd:CMD')
+  if cmd and (rev or args):
+    raise SystemExit(f'--run {spec!r}: cmd:CMD stands alone (no rev: or args:)')
   if not re.fullmatch(r'[\w.-]+', name):
     raise SystemExit(f'--run {spec!r}: NAME may hold letters, digits, ".", "_" and "-"')
-  return {'name': name, 'rev': rev, 'args': args}
+  return {'name': name, 'rev': rev, 'args': args, 'cmd': cmd}
 
 
 def checkout(rev: str, where: str) -> str:
@@ -150,7 +157,8 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--run', action='append', required=True,
-                 help='NAME[=rev:REV][=args:ARGS], repeatable; runs in the order given')
+                 help='NAME[=rev:REV][=args:ARGS] or NAME=cmd:COMMAND, repeatable; runs in '
+                 'the order given')
   p.add_argument('--config', default='experiments/kuairand.py')
   p.add_argument('--data', default='', help='a KuaiRand-format data folder (default: the '
                  'quality data of experiments/quality.py, generated when absent)')
@@ -180,14 +188,18 @@ def main(argv=None):
         tree = checkout(r['rev'], os.path.join(tmp, r['name'])) if r['rev'] else ROOT
         sha = subprocess.run(['git', '-C', tree, 'rev-parse', '--short', 'HEAD'],
                              capture_output=True, text=True).stdout.strip()
-        cmd = [sys.executable, 'run.py', '--config', a.config, '--workdir', wd,
-               f'--config.data.dir={data}'] + r['args']
+        if r['cmd']:  # another program (a peer): it validates and reports as run.py does
+          cmd = r['cmd'] + ['--workdir', wd]
+        else:
+          cmd = [sys.executable, 'run.py', '--config', a.config, '--workdir', wd,
+                 f'--config.data.dir={data}'] + r['args']
         env = dict(os.environ, PYTHONPATH=tree + os.pathsep + os.environ.get('PYTHONPATH', ''))
         print(f'== {r["name"]} ({r["rev"] or "this checkout"}, {sha}): {" ".join(cmd)}',
               flush=True)
         os.makedirs(wd, exist_ok=True)
         run = timed_run(cmd, tree, env, os.path.join(wd, 'time_to_quality.log'))
-        run.update(name=r['name'], rev=r['rev'], commit=sha, command=' '.join(cmd[1:]))
+        run.update(name=r['name'], rev=r['rev'], commit=sha,
+                   command=' '.join(cmd if r['cmd'] else cmd[1:]))
         with open(record, 'w') as f:
           json.dump(run, f, indent=2)
       with open(report_path) as f:

@@ -169,6 +169,11 @@ RECIPES = {
                      'search (AdaGrad 0.4, L2 2e-5, Adam 4e-4, dropout 0.3): its best step comes '
                      'in about half the epochs at a slightly lower validation AUC, for demos '
                      'and short budgets',
+    'budget': 'a fixed number of passes (2 at KuaiRand-Pure\'s size) that ends on its best '
+              'step: AdaGrad 0.75 on the tables with L2 3e-5 on the rows a batch touches, Adam '
+              '2e-3 after a 100-step warm-up decaying linearly to 0 at the last step on the '
+              'rest, tower dropout 0.3, a validation each epoch and the report from the best '
+              'step (the decay makes the last step the best as a rule, so nothing runs after it)',
 }
 
 
@@ -183,6 +188,12 @@ CONVERGE = dict(embed_lr=0.75, embed_l2=3e-5, dense_lr=1.6e-4, dropout=0.4)
 # rounded; the recipe of every result before the v3 comparison. The paper's AdaGrad 0.05
 # with no L2 left the id rows of users seen a few dozen times under-fit.
 CONVERGE_FAST = dict(embed_lr=0.4, embed_l2=2e-5, dense_lr=4e-4, dropout=0.3)
+# 'budget': CONVERGE's tables, a 12x faster tower rate decayed linearly to 0 over 2 epochs, so
+# that the last step is the best and nothing is spent after it. Chosen on the validation days
+# of the quality data (experiments/quality.py, 1M training rows; docs/performance.md, "Time
+# to quality") among Adam 1e-3 / 2e-3, dropout 0.2-0.4, tables 0.75 / 1.0 at 2 epochs (0.7866
+# to 0.7880) and 3 epochs (0.7850: a longer high-rate phase overfits the towers).
+BUDGET = dict(embed_lr=0.75, embed_l2=3e-5, dense_lr=2e-3, dropout=0.3)
 
 
 def search_space(linear: bool = False) -> dict:
@@ -226,6 +237,16 @@ def apply_recipe(c: ml_collections.ConfigDict, name: str, max_epochs: float = 20
     c.train.num_epochs = float(max_epochs)
     c.train.eval_every = 0    # patience > 0: one validation an epoch
     c.train.patience = 2
+    c.train.select_metric = 'mean_auc'
+  elif name == 'budget':
+    c.optim = optim_config(embed_lr=BUDGET['embed_lr'], dense_lr=BUDGET['dense_lr'])
+    c.optim.dense.warmup_steps = 100
+    c.optim.dense.schedule = 'linear'
+    c.train.embed_l2 = BUDGET['embed_l2']
+    c.model.dropout = BUDGET['dropout']
+    c.train.num_epochs = float(max_epochs)
+    c.train.eval_every = 0    # patience > 0: one validation an epoch
+    c.train.patience = 2      # a guard: the decay ends the run first as a rule
     c.train.select_metric = 'mean_auc'
   else:
     raise ValueError(f'config.train.recipe={name!r}: use one of {sorted(RECIPES)}')

@@ -76,6 +76,21 @@ def test_converge_recipes_set_their_rates_and_regularisers(name, values):
     configs.apply_recipe(c, 'convergent')
 
 
+def test_budget_recipe_decays_the_towers_rate_to_zero_at_the_last_step():
+  from pepnet_jax.training import optim
+  c = configs.apply_recipe(configs.base_config(), 'budget', max_epochs=2)
+  got = dict(embed_lr=c.optim.embedding.lr, dense_lr=c.optim.dense.lr,
+             embed_l2=c.train.embed_l2, dropout=c.model.dropout)
+  assert got == configs.BUDGET
+  assert (c.train.recipe, c.train.num_epochs, c.train.patience) == ('budget', 2.0, 2)
+  assert c.optim.embedding.schedule == 'constant'
+  sched = optim.schedule(c.optim.dense, 1000, 'dense')
+  lr = configs.BUDGET['dense_lr']
+  assert float(sched(0)) == 0.0 and float(sched(100)) == pytest.approx(lr)
+  assert float(sched(550)) == pytest.approx(lr / 2) and float(sched(1000)) == 0.0
+  assert 'linear' in configs.describe_recipe(c)
+
+
 def test_a_renamed_recipe_with_the_same_settings_is_the_same_run():
   """The sweep's stale-point check and a resume compare fields: train.recipe is a label."""
   import json

@@ -13,12 +13,18 @@ def ttq():
 
 
 def test_run_specs_name_a_revision_and_arguments(ttq):
-  assert ttq.parse_run('now') == {'name': 'now', 'rev': '', 'args': []}
-  assert ttq.parse_run('start=rev:e37f8be') == {'name': 'start', 'rev': 'e37f8be', 'args': []}
+  assert ttq.parse_run('now') == {'name': 'now', 'rev': '', 'args': [], 'cmd': []}
+  assert ttq.parse_run('start=rev:e37f8be') == {'name': 'start', 'rev': 'e37f8be', 'args': [],
+                                                'cmd': []}
   assert ttq.parse_run('b=rev:HEAD~1=args:--config.data.batch_size=4096 --x=1') == {
-      'name': 'b', 'rev': 'HEAD~1', 'args': ['--config.data.batch_size=4096', '--x=1']}
+      'name': 'b', 'rev': 'HEAD~1', 'args': ['--config.data.batch_size=4096', '--x=1'],
+      'cmd': []}
+  assert ttq.parse_run('peer=cmd:/venv/bin/python peer.py --cache c') == {
+      'name': 'peer', 'rev': '', 'args': [], 'cmd': ['/venv/bin/python', 'peer.py', '--cache', 'c']}
   with pytest.raises(SystemExit, match='rev:REV'):
     ttq.parse_run('b=HEAD')
+  with pytest.raises(SystemExit, match='stands alone'):
+    ttq.parse_run('p=cmd:x=args:--y=1')
   with pytest.raises(SystemExit, match='NAME'):
     ttq.parse_run('a b=rev:x')
 
