@@ -168,7 +168,7 @@ def main(argv=None):
     for b in range(steps_per_epoch):
       loss = step(batch(train, np.sort(perm[b * a.batch_size:(b + 1) * a.batch_size]), layout))
       if (b + 1) % 200 == 0:
-        print(f'step {epoch * steps_per_epoch + b + 1:>8} | loss {float(loss):.4f} | '
+        print(f'step {epoch * steps_per_epoch + b + 1:>8} | loss {float(loss.detach()):.4f} | '
               f'{(b + 1) * a.batch_size / (time.time() - te):,.0f} ex/s', flush=True)
     gstep = (epoch + 1) * steps_per_epoch
     v = scores(predict(model, splits['valid'], layout), np.asarray(splits['valid']['labels']),

@@ -146,7 +146,8 @@ def table(runs: list[dict]) -> str:
            'total (min) | test mean AUC |', '|---|---|---|---|---|---|---|']
   for r in runs:
     b = r['best'] or {}
-    lines.append(f'| {r["name"]} | {r["rev"] or "this checkout"} | '
+    own = not r.get('command', 'run.py').startswith('run.py')
+    lines.append(f'| {r["name"]} | {"its own command" if own else r["rev"] or "this checkout"} | '
                  f'{b.get("mean_auc", float("nan")):.4f} | {b.get("step", "-")} | '
                  f'{b.get("seconds", float("nan")) / 60:.1f} | {r["total_seconds"] / 60:.1f} | '
                  f'{r["test_mean_auc"]:.4f} |')

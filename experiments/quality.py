@@ -2,7 +2,7 @@ r"""Does the recipe for real data learn what the data holds? PEPNet vs LR vs the
 
 The quality check of the project: on generated KuaiRand-format data at
 KuaiRand-Pure's user / video / author counts (27,285 / 7,583 / 6,510), train
-PEPNet with the recipe experiments/kuairand.py uses ('converge': validation
+PEPNet with the recipe experiments/kuairand.py:converge uses ('converge': validation
 each epoch, early stopping, report from the best step) and the floor, a
 logistic regression on every feature PEPNet sees, one-hot (the ids, tab, the
 side features, bucketed numbers), plus the crosses tab x video and tab x
@@ -13,9 +13,9 @@ Run (from the repository root):
   python -m pepnet_jax.sweep --config experiments/quality.py --workdir sweeps/quality
   python benchmarks/quality_table.py sweeps/quality
 or, as the README's table was made, each model on its own (the PEPNet point
-is experiments/kuairand.py's config, but for log and checkpoint intervals):
+is experiments/kuairand.py:converge's config, but for log and checkpoint intervals):
   python run.py --config experiments/quality.py:lr --workdir runs/quality/lr
-  python run.py --config experiments/kuairand.py --workdir runs/quality/pepnet \
+  python run.py --config experiments/kuairand.py:converge --workdir runs/quality/pepnet \
       --config.data.dir=data_cache/synth_2200000_u27285_v7583_a6510_s0_g3
   python benchmarks/quality_table.py runs/quality/pepnet runs/quality/lr
 

@@ -88,7 +88,9 @@ def base(tmp_path_factory):
   return dict(root=root, data=data_dir, full=full)
 
 
-@pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+# SIGINT goes through the handler SIGTERM takes; its run (~13 s) is under -m slow.
+@pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 143),
+                                      pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_signal_saves_exits_cleanly_and_resumes_bit_identically(base, sig, code):
   wd = base['root'] / f'sig{int(sig)}'
   proc, _ = start_and_wait_for(wd, base['data'], 'step      50/')
@@ -169,8 +171,12 @@ def _drop_meta_item(step_dir):
   shutil.rmtree(step_dir / 'meta')
 
 
-@pytest.mark.parametrize('damage', [_truncate_a_data_file, _empty_metadata, _delete_a_file,
-                                    _drop_meta_item])
+# Every damage takes the same fallback (the restore fails, the previous step is tried); a
+# damaged data file and damaged metadata run by default, the other two (~7 s each) under
+# -m slow.
+@pytest.mark.parametrize('damage', [_truncate_a_data_file, _empty_metadata,
+                                    pytest.param(_delete_a_file, marks=pytest.mark.slow),
+                                    pytest.param(_drop_meta_item, marks=pytest.mark.slow)])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(base, damage):
   wd = base['root'] / f'damaged{damage.__name__}'
   shutil.copytree(base['full'], wd)
@@ -202,6 +208,9 @@ def test_a_second_run_in_the_same_workdir_is_refused(base):
   assert 'Evaluation on the test split' in out.stdout
 
 
+@pytest.mark.slow  # ~20 s of CLI runs; the rule itself (a failed save keeps the previous
+# checkpoint, one message) is tested in-process by test_checkpoint_faults.py's
+# test_disk_full_during_async_save_keeps_previous_checkpoint in the default run
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(base):
   """Files may not grow past 64 KB (as on a full disk): the save of a new
   step fails with one clear message, and the next run resumes from the last
