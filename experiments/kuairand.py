@@ -20,9 +20,9 @@ AdaGrad 0.75 with L2 3e-5 on the rows a batch touches (users are seen a few doze
 each: their rows need a large step and a pull towards 0), the towers dropout 0.3. The
 run validates on 04-22..04-28 after each epoch and reports the test days with the best
 step's parameters (the last, as a rule: the decay ends there). The log's first lines name
-the recipe. On generated data of Pure's size it reaches the slower 'converge' recipe's
-validation AUC in a third of its wall time, its test AUC 0.002 lower (docs/performance.md,
-"Time to quality"); more epochs at its rates overfit.
+the recipe. On generated data of Pure's size it reaches the slower 'converge' recipe's best
+validation AUC in 0.48x the time and finishes in 0.34x, its test AUC 0.002 lower
+(docs/performance.md, "Time to quality"); more epochs at its rates overfit.
 
 Presets (comma-separated):
   converge  the 'converge' recipe (AdaGrad 0.75, L2 3e-5, Adam 1.6e-4 constant, dropout
