@@ -84,3 +84,39 @@ def test_shards_must_match_the_process_count_and_split_the_batch():
     c.data.batch_size = 1023
     with pytest.raises(ValueError, match='does not split into 4 equal shards'):
         train.data_shards(c)
+
+
+def test_a_multi_process_job_reads_one_shard_per_process_and_feeds_its_own_rows(monkeypatch):
+    """Process 1 of 2 (jax's process count and index faked): one data shard per process,
+    any other count refused with the whole message; a global batch is cut to this process's
+    block of rows, a batch of its own shard ('local') is fed whole."""
+    import re
+
+    import jax
+    from pepnet_jax import configs
+    from pepnet_jax.training import steps
+    monkeypatch.setattr(jax, 'process_count', lambda: 2)
+    monkeypatch.setattr(jax, 'process_index', lambda: 1)
+    c = configs.base_config()
+    c.data.batch_size = 1024
+    assert steps.data_shards(c) == 2  # 0: one per process
+    c.data.shards = 2
+    assert steps.data_shards(c) == 2
+    c.data.shards = 4
+    with pytest.raises(ValueError, match=re.escape(
+            'config.data.shards=4: a job of 2 processes reads one data shard per process; '
+            'set it to 0 (or the process count)')):
+        steps.data_shards(c)
+    batch = {'features': {'user_id': np.arange(8) + 10}, 'labels': np.arange(16).reshape(8, 2),
+             'label_mask': np.ones((8, 2)), 'domain': np.arange(8) % 3,
+             'weight': np.arange(8, dtype=np.float32), 'group': np.arange(8)}
+    mine = steps.process_rows(batch)
+    np.testing.assert_array_equal(mine['weight'], [4, 5, 6, 7])
+    np.testing.assert_array_equal(mine['labels'], np.arange(8, 16).reshape(4, 2))
+    np.testing.assert_array_equal(mine['features']['user_id'], [14, 15, 16, 17])
+    monkeypatch.setattr(steps.shard_lib, 'put_batch', lambda b, mesh: b)
+    fed = steps.to_device(batch, None)
+    assert sorted(fed) == sorted(steps.DEVICE_KEYS)
+    np.testing.assert_array_equal(fed['domain'], [1, 2, 0, 1])
+    np.testing.assert_array_equal(steps.to_device(batch, None, local=True)['weight'],
+                                  np.arange(8))

@@ -76,6 +76,24 @@ def test_converge_recipes_set_their_rates_and_regularisers(name, values):
     configs.apply_recipe(c, 'convergent')
 
 
+def test_rows_l2_is_the_mean_over_real_rows_of_every_touched_rows_squared_norm():
+  """Single and multi-valued fields, padding ids left out, padding rows (weight 0) out of
+  the mean, and a batch with one real row averaged over that row alone."""
+  from pepnet_jax.training import steps
+  rng = np.random.default_rng(3)
+  single = rng.normal(size=(4, 5)).astype(np.float32)
+  multi = rng.normal(size=(4, 3, 5)).astype(np.float32)
+  ids = {'user_id': np.array([7, 0, 2, 9]),
+         'tag': np.array([[1, 4, 0], [0, 0, 0], [3, 3, 5], [2, 0, 0]])}
+  rows = {'user_id': jnp.asarray(single), 'tag': jnp.asarray(multi)}
+  per_row = (np.square(single).sum(-1) * (ids['user_id'] != 0)
+             + (np.square(multi).sum(-1) * (ids['tag'] != 0)).sum(-1))
+  for weight in ([1, 1, 1, 0], [0, 0, 1, 0]):
+    w = np.asarray(weight, np.float32)
+    got = float(steps.rows_l2(rows, {'features': ids, 'weight': jnp.asarray(w)}))
+    assert got == pytest.approx(float((per_row * w).sum() / w.sum()), rel=1e-6), weight
+
+
 def test_budget_recipe_decays_the_towers_rate_to_zero_at_the_last_step():
   from pepnet_jax.training import optim
   c = configs.apply_recipe(configs.base_config(), 'budget', max_epochs=2)
