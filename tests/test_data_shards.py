@@ -67,8 +67,16 @@ def test_cold_rows_are_drawn_per_shard_the_same_on_a_host_and_in_emulation():
     host1 = train.drop_cold_rows({k: v[20:] for k, v in feats.items()}, ents, kinds, 0.3,
                                  seed=1, step=4, shards=2, local_shard=1)
     for k in feats:
+        assert len(whole[k]) == 40 and len(host1[k]) == 20
         np.testing.assert_array_equal(whole[k][20:], host1[k])
     assert (whole['user_id'] == OOV_ID).any()
+    # Each shard's rows take that shard's own draw.
+    halves = [cold_start.drop_entities({k: v[a:a + 20] for k, v in feats.items()}, ents, kinds,
+                                       0.3, seed=1, step=4, shard=s)
+              for s, a in ((0, 0), (1, 20))]
+    for k in feats:
+        np.testing.assert_array_equal(whole[k], np.concatenate([h[k] for h in halves]))
+    assert not np.array_equal(halves[0]['user_id'], halves[1]['user_id'])
     one = cold_start.drop_entities(feats, ents, kinds, 0.3, seed=1, step=4)
     assert np.array_equal(train.drop_cold_rows(feats, ents, kinds, 0.3, 1, 4, 1, None)['user_id'],
                           one['user_id'])
@@ -114,6 +122,9 @@ def test_a_multi_process_job_reads_one_shard_per_process_and_feeds_its_own_rows(
     np.testing.assert_array_equal(mine['weight'], [4, 5, 6, 7])
     np.testing.assert_array_equal(mine['labels'], np.arange(8, 16).reshape(4, 2))
     np.testing.assert_array_equal(mine['features']['user_id'], [14, 15, 16, 17])
+    monkeypatch.setattr(jax, 'process_index', lambda: 0)
+    np.testing.assert_array_equal(steps.process_rows(batch)['weight'], [0, 1, 2, 3])
+    monkeypatch.setattr(jax, 'process_index', lambda: 1)
     monkeypatch.setattr(steps.shard_lib, 'put_batch', lambda b, mesh: b)
     fed = steps.to_device(batch, None)
     assert sorted(fed) == sorted(steps.DEVICE_KEYS)
