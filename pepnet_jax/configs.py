@@ -228,25 +228,17 @@ def apply_recipe(c: ml_collections.ConfigDict, name: str, max_epochs: float = 20
     c.train.num_epochs = 1.0
     c.train.eval_every = 0
     c.train.patience = 0
-  elif name in ('converge', 'converge_fast'):
-    r = CONVERGE if name == 'converge' else CONVERGE_FAST
+  elif name in ('converge', 'converge_fast', 'budget'):
+    r = {'converge': CONVERGE, 'converge_fast': CONVERGE_FAST, 'budget': BUDGET}[name]
     c.optim = optim_config(embed_lr=r['embed_lr'], dense_lr=r['dense_lr'])
     c.optim.dense.warmup_steps = 100
+    if name == 'budget':
+      c.optim.dense.schedule = 'linear'  # to 0 at the last step: the last step is the best
     c.train.embed_l2 = r['embed_l2']
     c.model.dropout = r['dropout']
     c.train.num_epochs = float(max_epochs)
     c.train.eval_every = 0    # patience > 0: one validation an epoch
-    c.train.patience = 2
-    c.train.select_metric = 'mean_auc'
-  elif name == 'budget':
-    c.optim = optim_config(embed_lr=BUDGET['embed_lr'], dense_lr=BUDGET['dense_lr'])
-    c.optim.dense.warmup_steps = 100
-    c.optim.dense.schedule = 'linear'
-    c.train.embed_l2 = BUDGET['embed_l2']
-    c.model.dropout = BUDGET['dropout']
-    c.train.num_epochs = float(max_epochs)
-    c.train.eval_every = 0    # patience > 0: one validation an epoch
-    c.train.patience = 2      # a guard: the decay ends the run first as a rule
+    c.train.patience = 2      # ('budget': a guard; its decay ends the run first as a rule)
     c.train.select_metric = 'mean_auc'
   else:
     raise ValueError(f'config.train.recipe={name!r}: use one of {sorted(RECIPES)}')
