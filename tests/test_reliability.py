@@ -251,3 +251,33 @@ def test_a_cross_with_the_video_goes_cold_with_the_video():
   c.data.crosses = ('tab,video_id',)
   ents = cold_start.entity_features(features.spec_from_config(c.data))
   assert 'tab_x_video_id' in ents['video'] and 'tab_x_video_id' not in ents['user']
+
+
+def test_sparse_group_and_task_weight_errors_name_the_field_word_by_word():
+  import re
+
+  import ml_collections
+  from pepnet_jax.training import steps
+  c = configs.base_config()
+  assert steps._checked_sparse_group(c.optim) == 'embedding'
+  c.optim.sparse_group = 'tables'
+  with pytest.raises(ValueError, match=re.escape(
+      "config.optim.sparse_group='tables' is not in config.optim.groups")):
+    steps._checked_sparse_group(c.optim)
+  c.optim.sparse_group = 'dense'
+  with pytest.raises(ValueError, match=re.escape(
+      "config.optim.sparse_group='dense' needs optimizer adagrad, "
+      "got config.optim.dense.optimizer='adam'")):
+    steps._checked_sparse_group(c.optim)
+  old = c.optim.to_dict()
+  del old['sparse_group']  # a config written before the field: no row-sparse group
+  assert steps._checked_sparse_group(ml_collections.ConfigDict(old)) == ''
+  weights = steps._task_weights_fn(c)(3)
+  assert weights.dtype == jnp.float32
+  np.testing.assert_array_equal(weights, [1.0, 1.0, 1.0])
+  c.train.task_weights = (1.0, 2.5)
+  np.testing.assert_array_equal(steps._task_weights_fn(c)(2), [1.0, 2.5])
+  with pytest.raises(ValueError, match=re.escape(
+      'config.train.task_weights has 2 values for 3 tasks (config.data.tasks); '
+      'use () for all ones')):
+    steps._task_weights_fn(c)(3)
