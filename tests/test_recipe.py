@@ -194,3 +194,24 @@ def test_dropout_mask_is_the_documented_hash_of_each_elements_index(shape, keep)
   got = np.asarray(layers.dropout_mask(key, shape, keep))
   np.testing.assert_array_equal(got, want)
   assert keep == 1.0 or 0 < want.mean() < 1
+
+
+def test_logged_grad_norm_is_the_norm_of_the_step_taken_by_sgd_at_rate_one():
+  """SGD at rate 1 moves every parameter by minus its gradient, so the logged global
+  gradient norm must equal the norm of the change of all parameters."""
+  infos, spec = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)
+  c = configs.base_config()
+  c.model.tower = (32, 16)
+  c.model.ppnet_hidden = 8
+  c.optim.sparse_group = ''
+  for g in c.optim.groups:
+    c.optim[g].optimizer, c.optim[g].lr = 'sgd', 1.0
+  model = build_model(c.model, infos, spec)
+  batch = train.device_batch(synthetic.make_batches(infos, spec, 1, 128, seed=5)[0])
+  steps = train.make_steps(model, c, 10)
+  state = steps.init(jax.random.key(0), batch)
+  new, m = jax.jit(steps.train_step)(state, batch)
+  moved = np.sqrt(sum(np.sum(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+                      for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params))))
+  assert float(m['grad_norm']) > 0
+  assert float(m['grad_norm']) == pytest.approx(moved, rel=1e-4)
