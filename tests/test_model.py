@@ -280,6 +280,81 @@ def test_a_taken_model_name_is_refused_and_a_rerun_definition_replaces_it(monkey
   assert registry.resolve('brand_new') is other
 
 
+def test_build_model_hands_every_factory_the_common_arguments(monkeypatch):
+  """``build_model`` gives the factory the config, the features (all shared under
+  ``domain_in_input``) and ``common`` built from the config and the data, with the
+  documented defaults for the fields a config may leave out."""
+  import ml_collections
+  from pepnet_jax.models import layers, registry
+  monkeypatch.setattr(registry, 'MODELS', dict(registry.MODELS))
+  seen = []
+
+  @registry.register('records_its_arguments')
+  def factory(mc, infos, spec, common):
+    seen.append((mc, infos, spec, common))
+    return 'built'
+
+  import dataclasses as dc
+  given = [*INFOS[:-1], dc.replace(INFOS[-1], shared=False)]  # one domain-side field
+  mc = ml_collections.ConfigDict(dict(name='records_its_arguments', embed_dim=5))
+  assert build_model(mc, given, SPEC) == 'built'
+  got_mc, infos, spec, common = seen[-1]
+  assert got_mc is mc and spec is SPEC and infos is given
+  assert common == dict(features=tuple(given), num_tasks=len(SPEC.tasks),
+                        num_domains=len(SPEC.domains), embed_dim=5, dtype=jnp.float32,
+                        row_multiple=1, dropout=0.0)
+  mc = ml_collections.ConfigDict(dict(name='records_its_arguments', embed_dim=3,
+                                      dtype='bfloat16', table_row_multiple=8, dropout=0.25,
+                                      domain_in_input=True))
+  build_model(mc, given, SPEC)
+  _, infos, _, common = seen[-1]
+  want = [dc.replace(f, shared=True) for f in given]
+  assert given[-1].shared is False  # the caller's list is left as it was
+  assert list(infos) == want and common['features'] == tuple(want)
+  assert (common['embed_dim'], common['dtype'], common['row_multiple']) == (3, jnp.bfloat16, 8)
+  assert common['dropout'] == 0.25 and type(common['dropout']) is float
+  assert layers.dtype_from_name('bfloat16') == jnp.bfloat16
+
+
+def test_a_model_that_refuses_a_common_argument_is_named_with_the_contract(monkeypatch):
+  """A module without one of ``common``'s fields: a ValueError naming the model, its factory,
+  the argument and the contract; any other TypeError is the factory's own and passes on."""
+  import dataclasses as dc
+  import ml_collections
+  from pepnet_jax.models import registry
+  monkeypatch.setattr(registry, 'MODELS', dict(registry.MODELS))
+
+  @dc.dataclass
+  class NoDropout:
+    features: tuple
+    num_tasks: int
+    num_domains: int
+    embed_dim: int
+    dtype: object
+    row_multiple: int
+
+  @registry.register('no_dropout')
+  def no_dropout(mc, infos, spec, common):
+    return NoDropout(**common)
+
+  @registry.register('own_type_error')
+  def own_type_error(mc, infos, spec, common):
+    return NoDropout(colour='red', **common)
+
+  mc = ml_collections.ConfigDict(dict(name='no_dropout', embed_dim=4))
+  with pytest.raises(ValueError) as e:
+    build_model(mc, INFOS, SPEC)
+  assert str(e.value) == (
+      f"config.model.name='no_dropout' ({__name__}.{no_dropout.__qualname__}) does not "
+      "accept the common argument 'dropout': every model must accept features, num_tasks, "
+      'num_domains, embed_dim, dtype, row_multiple, dropout (see '
+      'pepnet_jax/models/contract.py, docs/extending.md)')
+  assert isinstance(e.value.__cause__, TypeError)
+  mc.name = 'own_type_error'
+  with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+    build_model(mc, INFOS, SPEC)
+
+
 def test_an_unknown_model_name_lists_the_registered_models_and_the_package_modules():
   import pathlib
 
