@@ -17,7 +17,7 @@ from pepnet_jax.evaluation import metrics
 
 STEPS = 60
 COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
-          f'--config.train.num_steps={STEPS}', '--config.train.checkpoint_every=4',
+          f'--config.train.num_steps={STEPS}', '--config.train.checkpoint_every=20',
           '--config.train.log_every=4', '--config.model.tower=(32,16)',
           '--config.data.batch_size=256', '--config.mesh.num_devices=1']
 

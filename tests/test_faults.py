@@ -21,7 +21,7 @@ import pytest
 from conftest import REPO, cli_env
 from pepnet_jax.training import checkpoint
 
-STEPS = 240
+STEPS = 120
 COMMON = ['--config', os.path.join(REPO, 'experiments', 'demo.py') + ':quick',
           '--config.data.generate.rows=12000', f'--config.train.num_steps={STEPS}',
           '--config.train.checkpoint_every=40', '--config.train.log_every=10',

@@ -27,7 +27,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope='module')
 def result():
-  env = cli_env(cache=False)  # the repository root on PYTHONPATH: pepnet_jax imports uninstalled
+  # The repository root on PYTHONPATH (pepnet_jax imports uninstalled); four programs compiled
+  # for a few steps each: the tests' fast-compile level (conftest.FAST_COMPILE).
+  env = cli_env(cache=False, fast_compile=True)
   out = subprocess.run([sys.executable, os.path.join(HERE, 'multidevice_check.py')],
                        capture_output=True, text=True, env=env, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
