@@ -55,8 +55,14 @@ def run(num_devices: int, sparse_group: str, batches):
   for b in batches:
     state, m = steps.train_step(state, sharding.put_batch(train.device_batch(b), steps.mesh))
     losses.append(float(m['loss']))
+  # The jitted steps keep the layout: the state leaves a step as jit_steps laid it out
+  # (tables still row-sharded), evaluation's probabilities come back whole on every device.
+  kept = all(jax.tree.leaves(jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim),
+                                          state, steps.state_sharding)))
+  probs = steps.eval_step(state.params, first)
   params = jax.tree.map(np.asarray, state.params)
-  return dict(losses=losses, params=params, init=init, grads=grads, sharded=sharded)
+  return dict(losses=losses, params=params, init=init, grads=grads, sharded=sharded,
+              kept=kept, eval_replicated=probs.sharding.is_fully_replicated)
 
 
 def rel(a, b, scale):
@@ -80,7 +86,8 @@ def main():
         param_rel_diff=rel(r1['params'], r8['params'], moved),
         max_param_diff=max(jax.tree.leaves(jax.tree.map(
             lambda a, b: float(np.max(np.abs(a - b))), r1['params'], r8['params']))),
-        table_sharded=r8['sharded'],
+        table_sharded=r8['sharded'], layout_kept=r8['kept'],
+        eval_replicated=r8['eval_replicated'],
         moved=float(np.max(np.abs(moved['embed']['video_id']))))
   print(json.dumps(out))
 

@@ -41,6 +41,8 @@ def test_eight_devices_match_one(result, update):
   assert result['devices'] == 8
   r = result[update]
   assert r['table_sharded'], 'the large tables should be row-sharded over the 8 devices'
+  assert r['layout_kept'], 'a train step should return the state in the layout jit_steps chose'
+  assert r['eval_replicated'], 'evaluation should return its probabilities replicated'
   assert r['moved'] > 1e-4  # training changed the tables, so equality is not vacuous
   assert r['init_param_diff'] == 0.0, r
   assert r['grad_rel_diff'] < 1e-4, r

@@ -57,6 +57,31 @@ def test_unmatched_parameter_is_named_in_the_error():
     optim.param_labels({'epnet_gate': {'hidden': {'kernel': jnp.ones(2)}}}, c.optim)
 
 
+def test_jit_steps_shards_the_tables_config_mesh_names_with_a_default_of_4096_rows(monkeypatch):
+  """jit_steps lays the state out with ``config.mesh.shard_min_rows`` (4096 where the field
+  or the whole ``mesh`` section is missing) and the embedding scope's regex. (That the layout
+  holds through the steps on 8 devices: tests/test_multidevice.py.)"""
+  from pepnet_jax.training import sharding
+
+  class Seen(Exception):
+    pass
+
+  def record(abstract, mesh, table_regex, min_rows):
+    raise Seen(table_regex, min_rows)
+  monkeypatch.setattr(sharding, 'state_shardings', record)
+  batch = train.device_batch(synthetic.make_batches(INFOS, SPEC, 1, 16)[0])
+  without_field, without_mesh = small_config(), small_config()
+  del without_field.mesh['shard_min_rows']
+  del without_mesh['mesh']
+  with_field = small_config()
+  with_field.mesh.shard_min_rows = 1000
+  for c, want in ((with_field, 1000), (without_field, 4096), (without_mesh, 4096)):
+    steps = train.make_steps(build_model(c.model, INFOS, SPEC), with_field, total_steps=10)
+    with pytest.raises(Seen) as e:
+      train.jit_steps(steps, c, batch, jax.random.key(0))
+    assert e.value.args == ('^embed/', want)
+
+
 @pytest.mark.parametrize('sparse_group', ['embedding', ''])
 def test_train_step_donates_state_and_lowers_loss(sparse_group):
   c = small_config(sparse_group)
