@@ -83,6 +83,51 @@ def test_jit_steps_shards_the_tables_config_mesh_names_with_a_default_of_4096_ro
 
 
 @pytest.mark.parametrize('sparse_group', ['embedding', ''])
+def test_the_steps_train_on_a_models_own_loss_and_score_its_own_probabilities(sparse_group):
+  """A model with its own ``loss`` and ``probabilities`` (the contract allows both) is
+  trained on that loss and evaluated with those probabilities, on both update paths."""
+  import flax.linen as nn
+  from pepnet_jax.models import layers
+
+  class OwnLossAndProbabilities(nn.Module):
+    features: tuple
+
+    def setup(self):
+      self.embed = layers.FeatureEmbeddings(self.features, {'vec': 4})
+      self.out = nn.Dense(len(SPEC.tasks))
+
+    def lookup(self, inputs):
+      return self.embed(inputs)
+
+    def head(self, rows, inputs, domain):
+      return self.out(jnp.concatenate([rows[f.name]['vec'] for f in self.features], -1))
+
+    def __call__(self, inputs, domain):
+      return self.head(self.lookup(inputs), inputs, domain)
+
+    def loss(self, outputs, labels, label_mask, weight, task_weights):
+      per_task = jnp.mean(jnp.square(outputs), axis=0) * task_weights
+      return jnp.sum(per_task), per_task
+
+    def probabilities(self, outputs):
+      return jax.nn.sigmoid(2.0 * outputs)
+
+  c = small_config(sparse_group)
+  batch = train.device_batch(synthetic.make_batches(INFOS, SPEC, 1, 32, seed=3)[0])
+  model = OwnLossAndProbabilities(features=tuple(INFOS))
+  steps, state = train.jit_steps(train.make_steps(model, c, total_steps=10), c, batch,
+                                 jax.random.key(0))
+  outputs = np.asarray(model.apply({'params': state.params}, batch['features'],
+                                   batch['domain']), np.float64)
+  np.testing.assert_allclose(steps.eval_step(state.params, batch),
+                             1 / (1 + np.exp(-2 * outputs)), rtol=1e-5)
+  _, m = steps.train_step(state, batch)
+  want = np.mean(outputs ** 2, axis=0)
+  np.testing.assert_allclose(m['task_loss'], want, rtol=1e-5)
+  np.testing.assert_allclose(float(m['loss']), want.sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize('sparse_group', ['embedding', ''])
 def test_train_step_donates_state_and_lowers_loss(sparse_group):
   c = small_config(sparse_group)
   batch = synthetic.make_batches(INFOS, SPEC, 1, 256, seed=3)[0]
