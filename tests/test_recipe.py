@@ -11,7 +11,8 @@ from pepnet_jax.training import train
 from pepnet_jax.models import build_model
 
 
-def setup(dropout=0.0, embed_l2=0.0, name='pepnet', sparse_group='embedding', optimizer=None):
+def setup(dropout=0.0, embed_l2=0.0, name='pepnet', sparse_group='embedding', optimizer=None,
+          dense_group=None):
   infos, spec = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)
   c = configs.base_config()
   c.model.name = name
@@ -23,16 +24,19 @@ def setup(dropout=0.0, embed_l2=0.0, name='pepnet', sparse_group='embedding', op
   if optimizer:  # (name, rate) for every group
     for g in c.optim.groups:
       c.optim[g].optimizer, c.optim[g].lr = optimizer
+  if dense_group:  # fields of the dense group
+    c.optim.dense.update(dense_group)
   model = build_model(c.model, infos, spec)
   batch = train.device_batch(synthetic.make_batches(infos, spec, 1, 128, seed=5)[0])
   steps = train.make_steps(model, c, 10)
   return steps, steps.init(jax.random.key(0), batch), batch
 
 
-@pytest.mark.parametrize('name', ['pepnet', 'mmoe'])
-def test_dropout_acts_in_training_only_and_is_reproducible(name):
-  plain_steps, state, batch = setup(0.0, name=name)
-  drop_steps, _, _ = setup(0.5, name=name)
+# PEPNet on the row-sparse path, MMoE on the dense one (both paths pass the step to dropout).
+@pytest.mark.parametrize('name,sparse_group', [('pepnet', 'embedding'), ('mmoe', '')])
+def test_dropout_acts_in_training_only_and_is_reproducible(name, sparse_group):
+  plain_steps, state, batch = setup(0.0, name=name, sparse_group=sparse_group)
+  drop_steps, _, _ = setup(0.5, name=name, sparse_group=sparse_group)
   _, m0 = jax.jit(plain_steps.train_step)(state, batch)
   _, m1 = jax.jit(drop_steps.train_step)(state, batch)
   _, m2 = jax.jit(drop_steps.train_step)(state, batch)
@@ -205,3 +209,25 @@ def test_logged_grad_norm_is_the_norm_of_the_step_taken_by_sgd_at_rate_one():
                       for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params))))
   assert float(m['grad_norm']) > 0
   assert float(m['grad_norm']) == pytest.approx(moved, rel=1e-4)
+
+
+def test_the_dense_path_gives_adamw_the_parameters_for_its_weight_decay():
+  """With every parameter on the dense path, an AdamW dense group's first step is
+  -lr * (g / (|g| + eps) + weight_decay * p): Adam's first step is the gradient's sign, and
+  the decay needs the parameters the step hands to the optimizer. g from SGD at rate 1."""
+  sgd, state, batch = setup(sparse_group='', optimizer=('sgd', 1.0))
+  after_sgd, _ = jax.jit(sgd.train_step)(state, batch)
+  lr, decay = 1e-3, 0.5
+  adamw, state, _ = setup(sparse_group='', dense_group=dict(optimizer='adamw', lr=lr,
+                                                             weight_decay=decay))
+  after, _ = jax.jit(adamw.train_step)(state, batch)
+  checked = 0
+  for name in ('towers_0', 'epnet_gate'):
+    for p0, p_sgd, p1 in zip(*(jax.tree.leaves(s.params[name])
+                               for s in (state, after_sgd, after))):
+      p0, g = np.asarray(p0, np.float64), np.asarray(p0, np.float64) - np.asarray(p_sgd)
+      sure = np.abs(g) > 1e-4  # where float32 differences give the gradient's sign for sure
+      want = -lr * (np.sign(g) + decay * p0)
+      np.testing.assert_allclose((np.asarray(p1) - p0)[sure], want[sure], rtol=1e-3, atol=1e-7)
+      checked += sure.sum()
+  assert checked > 1000

@@ -129,12 +129,35 @@ def test_sparse_update_honours_the_embedding_regex():
 
 
 def test_sparse_group_regex_on_a_dense_layer_is_refused():
+  """The error names the regex, the first three parameters it wrongly takes (in a stable
+  order) and the sparse group."""
   c = configs.base_config()
   c.optim.embedding.regex = r'.*'
   model, batch = _model_and_batch(c)
   steps = train.make_steps(model, c, 10)
-  with pytest.raises(ValueError, match='not embedding tables'):
+  params = jax.eval_shape(model.init, jax.random.key(0), batch['features'], batch['domain'])
+  dense = sorted('/'.join(str(k.key) for k in path)
+                 for path, _ in jax.tree.leaves_with_path(params['params'])
+                 if path[0].key != 'embed')
+  assert len(dense) > 3
+  with pytest.raises(ValueError) as e:
     steps.init(jax.random.key(0), batch)
+  assert str(e.value) == (
+      f"config.optim.embedding.regex='.*' matches {dense[:3]}, which are not embedding "
+      "tables; the row-sparse group (config.optim.sparse_group='embedding') can only hold "
+      'tables under embed/')
+
+
+def test_an_unknown_schedule_of_the_sparse_group_is_named():
+  """The row-sparse group's schedule is built apart from optax's groups; its error names
+  that group's field like theirs."""
+  c = configs.base_config()
+  c.optim.embedding.schedule = 'cosinus'
+  model, _ = _model_and_batch(c)
+  with pytest.raises(ValueError) as e:
+    train.make_steps(model, c, 10)
+  assert str(e.value) == ("config.optim.embedding.schedule='cosinus': use "
+                          'constant|cosine|warmup_cosine|linear')
 
 
 @pytest.mark.parametrize('sparse_group', ['embedding', ''])

@@ -207,7 +207,7 @@ class _SparseSplit:
     oc, sparse_group = self.oc, self.sparse_group
     labels = contract.flat(optim.param_labels(params, oc))
     picked = {p for p, lab in labels.items() if lab == sparse_group}
-    wrong = ['/'.join(p) for p in picked if p[0] != EMBED_SCOPE]
+    wrong = sorted('/'.join(p) for p in picked if p[0] != EMBED_SCOPE)  # a stable message
     if wrong:
       raise ValueError(
           f'config.optim.{sparse_group}.regex={oc[sparse_group].regex!r} matches {wrong[:3]}, '
