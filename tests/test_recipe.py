@@ -209,17 +209,29 @@ def test_logged_grad_norm_is_the_norm_of_the_step_taken_by_sgd_at_rate_one():
                       for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params))))
   assert float(m['grad_norm']) > 0
   assert float(m['grad_norm']) == pytest.approx(moved, rel=1e-4)
+  # The row-sparse path takes the tables' part over the rows looked up, one gradient per
+  # lookup: on a batch where no id repeats, the same norm as the dense path's.
+  distinct = jax.tree.map(lambda x: x[:2], batch)
+  distinct['features'] = {k: jnp.asarray([2, 3], v.dtype)  # every field single-valued
+                          for k, v in distinct['features'].items()}
+  _, m = jax.jit(steps.train_step)(state, distinct)
+  sparse_steps, sparse_state, _ = setup(sparse_group='embedding')
+  _, ms = jax.jit(sparse_steps.train_step)(sparse_state, distinct)
+  assert float(m['grad_norm']) > 0
+  assert float(ms['grad_norm']) == pytest.approx(float(m['grad_norm']), rel=1e-5)
 
 
-def test_the_dense_path_gives_adamw_the_parameters_for_its_weight_decay():
-  """With every parameter on the dense path, an AdamW dense group's first step is
-  -lr * (g / (|g| + eps) + weight_decay * p): Adam's first step is the gradient's sign, and
-  the decay needs the parameters the step hands to the optimizer. g from SGD at rate 1."""
+@pytest.mark.parametrize('sparse_group', ['', 'embedding'])
+def test_both_paths_give_adamw_the_parameters_for_its_weight_decay(sparse_group):
+  """An AdamW dense group's first step is -lr * (g / (|g| + eps) + weight_decay * p):
+  Adam's first step is the gradient's sign, and the decay needs the parameters the step
+  hands to the optimizer, on the dense and the row-sparse path. g from SGD at rate 1 (the
+  dense path, where every group can be SGD)."""
   sgd, state, batch = setup(sparse_group='', optimizer=('sgd', 1.0))
   after_sgd, _ = jax.jit(sgd.train_step)(state, batch)
   lr, decay = 1e-3, 0.5
-  adamw, state, _ = setup(sparse_group='', dense_group=dict(optimizer='adamw', lr=lr,
-                                                             weight_decay=decay))
+  adamw, state, _ = setup(sparse_group=sparse_group,
+                          dense_group=dict(optimizer='adamw', lr=lr, weight_decay=decay))
   after, _ = jax.jit(adamw.train_step)(state, batch)
   checked = 0
   for name in ('towers_0', 'epnet_gate'):

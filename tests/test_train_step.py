@@ -158,7 +158,12 @@ def test_label_mask_excludes_missing_labels():
   assert abs(float(full) - float(masked)) > 1e-3
 
 
-def test_row_sparse_adagrad_equals_dense_optax():
+# The embedding group's rate at the step being taken, its eps and initial sums reach the
+# row-sparse path as they reach optax's: a warm-up into linear decay, eps 1e-3 (that large
+# so that a default in its place shows), sums starting at 0.2.
+@pytest.mark.parametrize('embedding', [{}, dict(schedule='linear', warmup_steps=2, eps=1e-3,
+                                                 initial_accumulator=0.2)])
+def test_row_sparse_adagrad_equals_dense_optax(embedding):
   """Same params and accumulators after several steps with repeated ids."""
   batches = synthetic.make_batches(INFOS, SPEC, 5, 128, seed=7, zipf=1.3)
   assert len(np.unique(batches[0]['features']['video_id'])) < 128  # duplicates present
@@ -166,6 +171,7 @@ def test_row_sparse_adagrad_equals_dense_optax():
   for group in ('embedding', ''):
     c = small_config(group)
     c.optim.dense.lr = 1e-3
+    c.optim.embedding.update(embedding)
     steps, state = make(c, batches[0])
     for b in batches:
       state, _ = steps.train_step(state, train.device_batch(b))

@@ -297,6 +297,8 @@ def _sparse_step_fn(model, tx, gc, total_steps: int, split: _SparseSplit, loss_o
       new_tables[p], new_acc[p] = sparse.adagrad_rows(
           table, acc[p], batch['features'][contract.table_feature(p)], g_rows[p], lr, eps)
     params = contract.merge(rest, contract.nest(new_tables))
+    # The tables' part over the rows looked up, one gradient per lookup: the dense path's
+    # norm when no id repeats in the batch, a little off it when ids repeat.
     grad_norm = _global_norm((g_rest, g_rows))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                          emb_acc=contract.nest(new_acc)), (loss, per_task, grad_norm)
