@@ -180,7 +180,9 @@ def test_row_sparse_adagrad_equals_dense_optax(embedding):
   for name in sp.params['embed']:
     np.testing.assert_array_equal(np.asarray(sp.params['embed'][name]),
                                   np.asarray(de.params['embed'][name]), err_msg=name)
-  # optax keeps AdaGrad's sum of squares in the embedding group's state.
+  # The row-sparse path keeps the tables' sums in emb_acc only; optax keeps them in the
+  # embedding group's state.
+  assert 'embedding' not in sp.opt_state.inner_states
   dense_acc = de.opt_state.inner_states['embedding'].inner_state[0].sum_of_squares['embed']
   for name in sp.emb_acc['embed']:
     np.testing.assert_array_equal(np.asarray(sp.emb_acc['embed'][name]),
