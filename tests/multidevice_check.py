@@ -75,6 +75,17 @@ def main():
   infos, spec = synthetic.bench_features(video_vocab=3000, user_vocab=2000, author_vocab=500)
   batches = synthetic.make_batches(infos, spec, 6, 256, seed=11, zipf=1.2)
   out = {'devices': len(jax.devices())}
+  # The mesh make_steps builds: config.mesh.num_devices of the 8, one where it is not set.
+  c = configs.base_config()
+  model = build_model(c.model, infos, spec)
+  sizes = []
+  for n in (1, 8, None):
+    if n is None:
+      del c.mesh['num_devices']
+    else:
+      c.mesh.num_devices = n
+    sizes.append(train.make_steps(model, c, total_steps=10).mesh.size)
+  out['mesh_sizes'] = sizes
   for group in ('embedding', ''):
     r1, r8 = run(1, group, batches), run(8, group, batches)
     moved = jax.tree.map(lambda p, p0: p - p0, r1['params'], r1['init'])

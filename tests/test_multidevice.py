@@ -39,6 +39,7 @@ def result():
 @pytest.mark.parametrize('update', ['embedding', 'dense'])
 def test_eight_devices_match_one(result, update):
   assert result['devices'] == 8
+  assert result['mesh_sizes'] == [1, 8, 1]  # mesh.num_devices = 1, 8, left out
   r = result[update]
   assert r['table_sharded'], 'the large tables should be row-sharded over the 8 devices'
   assert r['layout_kept'], 'a train step should return the state in the layout jit_steps chose'

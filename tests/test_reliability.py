@@ -181,6 +181,23 @@ def test_skip_mode_leaves_the_state_unchanged_on_a_nonfinite_step(sparse_group):
                                                    state.params['embed']['user_id'])
 
 
+def test_without_a_nonfinite_field_a_nonfinite_step_is_not_undone():
+  """``config.train.nonfinite`` defaults to 'stop': the step leaves a non-finite update in
+  place (the loop then stops the run and saves nothing); it does not keep the old state as
+  'skip' does."""
+  c = configs.base_config()
+  del c.train['nonfinite']
+  model, batch = _model_and_batch(c)
+  steps = train.make_steps(model, c, 10)
+  state = steps.init(jax.random.key(0), batch)
+  labels = np.array(batch['labels'])
+  labels[0, 0] = np.nan
+  new, m = jax.jit(steps.train_step)(state, dict(batch, labels=labels))
+  assert not bool(m['finite'])
+  same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), new.params, state.params)
+  assert not all(jax.tree.leaves(same))
+
+
 def test_finite_guard_stops_naming_step_and_tasks():
   class Ckpt:
     directory = '/x/checkpoints'

@@ -75,6 +75,8 @@ def test_jit_steps_shards_the_tables_config_mesh_names_with_a_default_of_4096_ro
   del without_mesh['mesh']
   with_field = small_config()
   with_field.mesh.shard_min_rows = 1000
+  assert train.make_steps(build_model(without_mesh.model, INFOS, SPEC), without_mesh,
+                          total_steps=10).mesh.size == 1  # one device where mesh is left out
   for c, want in ((with_field, 1000), (without_field, 4096), (without_mesh, 4096)):
     steps = train.make_steps(build_model(c.model, INFOS, SPEC), with_field, total_steps=10)
     with pytest.raises(Seen) as e:
