@@ -12,7 +12,7 @@ from pepnet_jax.models import build_model
 
 
 def setup(dropout=0.0, embed_l2=0.0, name='pepnet', sparse_group='embedding', optimizer=None,
-          dense_group=None):
+          dense_group=None, leave_out=()):
   infos, spec = synthetic.bench_features(video_vocab=300, user_vocab=200, author_vocab=50)
   c = configs.base_config()
   c.model.name = name
@@ -26,6 +26,9 @@ def setup(dropout=0.0, embed_l2=0.0, name='pepnet', sparse_group='embedding', op
       c.optim[g].optimizer, c.optim[g].lr = optimizer
   if dense_group:  # fields of the dense group
     c.optim.dense.update(dense_group)
+  for field in leave_out:  # 'section.name': a field a config may leave out
+    section, name = field.split('.')
+    del c[section][name]
   model = build_model(c.model, infos, spec)
   batch = train.device_batch(synthetic.make_batches(infos, spec, 1, 128, seed=5)[0])
   steps = train.make_steps(model, c, 10)
@@ -46,6 +49,14 @@ def test_dropout_acts_in_training_only_and_is_reproducible(name, sparse_group):
   assert float(m3['loss']) != float(m1['loss'])  # the next step draws new masks
   np.testing.assert_array_equal(drop_steps.eval_step(state.params, batch),
                                 plain_steps.eval_step(state.params, batch))
+
+
+def test_a_config_without_dropout_or_embed_l2_trains_without_them():
+  plain, state, batch = setup(0.0, 0.0)
+  bare, _, _ = setup(leave_out=('model.dropout', 'train.embed_l2'))
+  _, m0 = jax.jit(plain.train_step)(state, batch)
+  _, m1 = jax.jit(bare.train_step)(state, batch)
+  assert float(m1['loss']) == float(m0['loss'])
 
 
 @pytest.mark.parametrize('sparse_group', ['embedding', ''])

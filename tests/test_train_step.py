@@ -134,6 +134,10 @@ def test_train_step_donates_state_and_lowers_loss(sparse_group):
   c = small_config(sparse_group)
   batch = synthetic.make_batches(INFOS, SPEC, 1, 256, seed=3)[0]
   steps, state = make(c, batch)
+  # A 32-bit integer step counter (a float32 one stops counting at 2^24), and on the dense
+  # path no row-sparse sums.
+  assert state.step.dtype == jnp.int32 and int(state.step) == 0
+  assert (state.emb_acc == {}) == (sparse_group == '')
   dev = train.device_batch(batch)
   old_table = state.params['embed']['user_id']
   state, m0 = steps.train_step(state, dev)
