@@ -196,6 +196,10 @@ def test_without_a_nonfinite_field_a_nonfinite_step_is_not_undone():
   assert not bool(m['finite'])
   same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), new.params, state.params)
   assert not all(jax.tree.leaves(same))
+  c.train.nonfinite = 'ignore'
+  with pytest.raises(ValueError) as e:
+    train.make_steps(model, c, 10)
+  assert str(e.value) == "config.train.nonfinite='ignore': use 'stop' or 'skip'"
 
 
 def test_finite_guard_stops_naming_step_and_tasks():
