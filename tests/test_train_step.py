@@ -136,6 +136,7 @@ def test_train_step_donates_state_and_lowers_loss(sparse_group):
   steps, state = make(c, batch)
   # A 32-bit integer step counter (a float32 one stops counting at 2^24), and on the dense
   # path no row-sparse sums.
+  assert steps.sparse_group == sparse_group  # which group the steps update row-sparsely
   assert state.step.dtype == jnp.int32 and int(state.step) == 0
   assert (state.emb_acc == {}) == (sparse_group == '')
   dev = train.device_batch(batch)
