@@ -202,6 +202,24 @@ def test_without_a_nonfinite_field_a_nonfinite_step_is_not_undone():
   assert str(e.value) == "config.train.nonfinite='ignore': use 'stop' or 'skip'"
 
 
+@pytest.mark.parametrize('nonfinite', ['stop', 'skip'])
+def test_a_step_is_finite_only_when_its_loss_and_its_gradient_norm_both_are(nonfinite):
+  """The guard's flag: a finite loss with a non-finite gradient (or the reverse) is a
+  non-finite step, and under 'skip' it leaves the state as it was."""
+  from pepnet_jax.training.steps import TrainState, _guarded
+  old = TrainState(jnp.zeros((), jnp.int32), {'w': jnp.ones(2)}, (), {})
+  moved = TrainState(jnp.ones((), jnp.int32), {'w': jnp.full(2, 3.0)}, (), {})
+  for loss, norm, finite in ((1.0, 2.0, True), (1.0, np.nan, False), (np.inf, 2.0, False),
+                             (np.nan, np.inf, False)):
+    step = _guarded(lambda s, b: (moved, (jnp.float32(loss), jnp.zeros(2), jnp.float32(norm))),
+                    nonfinite)
+    new, m = step(old, None)
+    assert bool(m['finite']) == finite, (loss, norm)
+    assert int(new.step) == 1
+    kept = nonfinite == 'skip' and not finite
+    np.testing.assert_array_equal(new.params['w'], old.params['w'] if kept else moved.params['w'])
+
+
 def test_finite_guard_stops_naming_step_and_tasks():
   class Ckpt:
     directory = '/x/checkpoints'
