@@ -316,45 +316,6 @@ def test_build_model_hands_every_factory_the_common_arguments(monkeypatch):
   assert layers.dtype_from_name('bfloat16') == jnp.bfloat16
 
 
-def test_a_model_that_refuses_a_common_argument_is_named_with_the_contract(monkeypatch):
-  """A module without one of ``common``'s fields: a ValueError naming the model, its factory,
-  the argument and the contract; any other TypeError is the factory's own and passes on."""
-  import dataclasses as dc
-  import ml_collections
-  from pepnet_jax.models import registry
-  monkeypatch.setattr(registry, 'MODELS', dict(registry.MODELS))
-
-  @dc.dataclass
-  class NoDropout:
-    features: tuple
-    num_tasks: int
-    num_domains: int
-    embed_dim: int
-    dtype: object
-    row_multiple: int
-
-  @registry.register('no_dropout')
-  def no_dropout(mc, infos, spec, common):
-    return NoDropout(**common)
-
-  @registry.register('own_type_error')
-  def own_type_error(mc, infos, spec, common):
-    return NoDropout(colour='red', **common)
-
-  mc = ml_collections.ConfigDict(dict(name='no_dropout', embed_dim=4))
-  with pytest.raises(ValueError) as e:
-    build_model(mc, INFOS, SPEC)
-  assert str(e.value) == (
-      f"config.model.name='no_dropout' ({__name__}.{no_dropout.__qualname__}) does not "
-      "accept the common argument 'dropout': every model must accept features, num_tasks, "
-      'num_domains, embed_dim, dtype, row_multiple, dropout (see '
-      'pepnet_jax/models/contract.py, docs/extending.md)')
-  assert isinstance(e.value.__cause__, TypeError)
-  mc.name = 'own_type_error'
-  with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
-    build_model(mc, INFOS, SPEC)
-
-
 def test_an_unknown_model_name_lists_the_registered_models_and_the_package_modules():
   import pathlib
 
