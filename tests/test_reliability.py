@@ -160,22 +160,32 @@ def test_an_unknown_schedule_of_the_sparse_group_is_named():
                           'constant|cosine|warmup_cosine|linear')
 
 
-@pytest.mark.parametrize('sparse_group', ['embedding', ''])
-def test_skip_mode_leaves_the_state_unchanged_on_a_nonfinite_step(sparse_group):
-  c = configs.base_config()
-  c.optim.sparse_group = sparse_group
-  c.train.nonfinite = 'skip'
+def _step_on_a_nan_label(c):
+  """(steps, initial state, batch, state after one step, its metrics) for a batch whose
+  first label is NaN, so that the step's loss is not finite."""
   model, batch = _model_and_batch(c)
   steps = train.make_steps(model, c, 10)
   state = steps.init(jax.random.key(0), batch)
   labels = np.array(batch['labels'])
   labels[0, 0] = np.nan
-  bad = dict(batch, labels=labels)
-  new, m = jax.jit(steps.train_step)(state, bad)
+  new, m = jax.jit(steps.train_step)(state, dict(batch, labels=labels))
+  return steps, state, batch, new, m
+
+
+def _same_params(a, b) -> bool:
+  return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)),
+                                          a.params, b.params)))
+
+
+@pytest.mark.parametrize('sparse_group', ['embedding', ''])
+def test_skip_mode_leaves_the_state_unchanged_on_a_nonfinite_step(sparse_group):
+  c = configs.base_config()
+  c.optim.sparse_group = sparse_group
+  c.train.nonfinite = 'skip'
+  steps, state, batch, new, m = _step_on_a_nan_label(c)
   assert not bool(m['finite'])
   assert int(new.step) == 1
-  same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), new.params, state.params)
-  assert all(jax.tree.leaves(same))
+  assert _same_params(new, state)
   good, m = jax.jit(steps.train_step)(new, batch)
   assert bool(m['finite']) and not jnp.array_equal(good.params['embed']['user_id'],
                                                    state.params['embed']['user_id'])
@@ -187,18 +197,12 @@ def test_without_a_nonfinite_field_a_nonfinite_step_is_not_undone():
   'skip' does."""
   c = configs.base_config()
   del c.train['nonfinite']
-  model, batch = _model_and_batch(c)
-  steps = train.make_steps(model, c, 10)
-  state = steps.init(jax.random.key(0), batch)
-  labels = np.array(batch['labels'])
-  labels[0, 0] = np.nan
-  new, m = jax.jit(steps.train_step)(state, dict(batch, labels=labels))
+  steps, state, _, new, m = _step_on_a_nan_label(c)
   assert not bool(m['finite'])
-  same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), new.params, state.params)
-  assert not all(jax.tree.leaves(same))
+  assert not _same_params(new, state)
   c.train.nonfinite = 'ignore'
   with pytest.raises(ValueError) as e:
-    train.make_steps(model, c, 10)
+    train.make_steps(steps.model, c, 10)
   assert str(e.value) == "config.train.nonfinite='ignore': use 'stop' or 'skip'"
 
 
