@@ -28,6 +28,7 @@ step on the same data (benchmarks/bench_revisions.sh does both).
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import json
 import os
@@ -40,9 +41,21 @@ import jax
 import numpy as np
 
 from pepnet_jax import configs
-from pepnet_jax.data import synthetic
-from pepnet_jax.training import train
 from pepnet_jax.models import build_model
+
+
+def _module(path: str, before: str):
+  """The library module at ``path``, or at ``before`` where the imported package predates the
+  layout change (cb13047) that moved it: benchmarks/bench_revisions.sh imports an older
+  checkout under this file. Decided by the package's files, not by trying the import: an
+  editable install's finder would answer for the new path from this checkout."""
+  import pepnet_jax
+  here = os.path.join(os.path.dirname(pepnet_jax.__file__), *path.split('.')[1:]) + '.py'
+  return importlib.import_module(path if os.path.exists(here) else before)
+
+
+synthetic = _module('pepnet_jax.data.synthetic', 'pepnet_jax.synthetic')
+train = _module('pepnet_jax.training.train', 'pepnet_jax.train')
 
 WORKLOADS = {'small': 7_583, 'large': 1_000_000, 'xl': 10_000_000}
 # The kuairand workload's generated data: the checkout's data_cache/ (where the README's
@@ -167,7 +180,7 @@ def kuairand_batches(ds, c, spec, infos):
   """The first epoch's training batches on the host as the trainer makes them one by one
   (steps 1, 2, ...: the OOV rows of ``config.train.oov_rate`` dropped), with only public
   training functions, so an older revision's library makes them the same way."""
-  from pepnet_jax.training import cold_start
+  cold_start = _module('pepnet_jax.training.cold_start', 'pepnet_jax.cold_start')
   cold, kinds = cold_start.entity_features(spec), {f.name: f.kind for f in infos}
   for step, b in enumerate(ds.train_batches(c.data.batch_size, seed=c.data.seed, epoch=0), 1):
     b['features'] = train.drop_cold_rows(b['features'], cold, kinds, float(c.train.oov_rate),
