@@ -115,6 +115,26 @@ def device_loop(steps_, holder: dict, dev: list):
   return train_n
 
 
+def _allocator() -> str:
+  """How host memory is handed out in this process (hostmem.py; older revisions have none)."""
+  import pepnet_jax
+  if not os.path.exists(os.path.join(os.path.dirname(pepnet_jax.__file__), 'hostmem.py')):
+    return 'as the C library has it (this revision predates hostmem)'
+  from pepnet_jax import hostmem
+  state = hostmem.keep_freed_memory()
+  return 'freed blocks kept (hostmem)' if state == 'kept' else f'as the C library has it ({state})'
+
+
+def kernel_share(before, after, n_steps: int) -> dict:
+  """What the process asked of the kernel over ``n_steps`` steps, from two getrusage
+  readings: page faults per step and the share of its CPU time spent in the kernel. A fresh
+  buffer faulted in every step shows here (hostmem.py); ``PEPNET_JAX_MALLOC=system``
+  brings glibc's behaviour back for a comparison."""
+  user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+  return {'page_faults_per_step': (after.ru_minflt - before.ru_minflt) / n_steps,
+          'kernel_cpu_share': system / (user + system) if user + system else None}
+
+
 def time_fn(fn, n_steps: int, repeats: int) -> list[float]:
   times = []
   for _ in range(repeats):
@@ -227,7 +247,9 @@ def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: 
 
   device_only(3)
   host_fed(2)
+  before = resource.getrusage(resource.RUSAGE_SELF)
   t_dev = statistics.median(time_fn(device_only, steps, repeats)) / steps
+  kernel = kernel_share(before, resource.getrusage(resource.RUSAGE_SELF), steps * repeats)
   t_fed = statistics.median(time_fn(host_fed, min(steps, n_batches), repeats)) / min(steps, n_batches)
   res = {
       'workload': 'kuairand', 'video_vocab': 7_583, 'task_gates': c.model.task_gates,
@@ -237,6 +259,7 @@ def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: 
       'train_examples_per_sec': batch_size / t_dev,
       'fed_train_examples_per_sec': batch_size / t_fed,
       'train_step_ms': t_dev * 1e3, 'fed_step_ms': t_fed * 1e3, 'host_batch_ms': host_ms,
+      **kernel,
       'train_step_flops': flops,
       'train_gflops_per_sec': flops / t_dev / 1e9 if flops else None,
       'params': int(sum(x.size for x in jax.tree.leaves(holder['state'].params))),
@@ -366,9 +389,14 @@ def main(argv=None):
               f'rows/s with the metrics, {r["predict_rows_per_sec"]:,.0f} rows/s predicting '
               f'(batch {r["eval_batch_size"]}); host-fed training {r["fed_train_examples_per_sec"]:,.0f}'
               ' examples/s', flush=True)
+        share = r['kernel_cpu_share']
+        share = 'an unmeasured share' if share is None else f'{share:.0%}'
+        print(f'  device-only steps: {r["page_faults_per_step"]:,.0f} page faults a step, '
+              f'{share} of the CPU time in the kernel (allocator: {_allocator()})', flush=True)
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
          'cpu_count': os.cpu_count(), 'machine': platform.processor() or platform.machine(),
-         'jax': jax.__version__, 'steps': a.steps, 'repeats': a.repeats, 'results': rows}
+         'jax': jax.__version__, 'allocator': _allocator(), 'steps': a.steps,
+         'repeats': a.repeats, 'results': rows}
   if a.append and os.path.exists(a.out):
     with open(a.out) as f:
       old = json.load(f)

@@ -1,6 +1,7 @@
 """The throughput benchmark's command runs and reports what it measured."""
 
 import json
+import types
 
 import pytest
 
@@ -17,6 +18,13 @@ def test_small_workload_reports_rates_and_flops(tmp_path):
   assert json.loads((tmp_path / 'b.json').read_text())['results'][0]['workload'] == 'small'
 
 
+def test_kernel_share_counts_faults_per_step_and_the_kernel_share():
+  r = lambda minflt, user, system: types.SimpleNamespace(ru_minflt=minflt, ru_utime=user, ru_stime=system)
+  k = bench.kernel_share(r(100, 1.0, 0.5), r(1100, 4.0, 1.5), n_steps=10)
+  assert k == {'page_faults_per_step': 100.0, 'kernel_cpu_share': 0.25}
+  assert bench.kernel_share(r(0, 1.0, 0.5), r(0, 1.0, 0.5), 1)['kernel_cpu_share'] is None
+
+
 def test_unknown_workload_is_named():
   with pytest.raises(SystemExit):
     bench.main(['--workloads', 'tiny'])
@@ -31,3 +39,5 @@ def test_kuairand_workload_times_the_real_step(tmp_path):
   (row,) = out['results']
   assert row['fields'] == 40 and row['recipe'] == 'converge'
   assert row['fed_train_examples_per_sec'] > 0 and row['evaluate_rows_per_sec'] > 0
+  assert row['page_faults_per_step'] >= 0 and 0 <= row['kernel_cpu_share'] <= 1
+  assert json.loads((tmp_path / 'k.json').read_text())['allocator']
