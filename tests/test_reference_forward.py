@@ -188,6 +188,7 @@ PEPNET_SWITCHES = {
     'gamma_1.5_separate': dict(gamma=1.5, task_gates='separate'),
     # gamma 1; EPNet hidden width set, PPNet's 0 (= the prior width); one hidden layer.
     'gamma_1_gate_widths': dict(gamma=1.0, epnet_hidden=5, ppnet_hidden=0, tower=(7,)),
+    'epnet_hidden_0': dict(epnet_hidden=0),  # 0 = the width of E (the default until 2026-12-07)
     'silu_deeper_tower': dict(activation='silu', tower=(6, 5, 4)),
     'gelu': dict(activation='gelu'),
     'tanh_no_ppnet': dict(activation='tanh', use_ppnet=False),

@@ -43,7 +43,8 @@ class PEPNet(nn.Module):
     embed_dim: width of every field's vector.
     tower: hidden widths of each task tower; a final width-1 layer follows.
     epnet_hidden, ppnet_hidden: Gate NU hidden widths (0 = the gate's
-      output width for EPNet, the prior input width for PPNet).
+      output width for EPNet, the prior input width for PPNet). The paper
+      does not fix them; 128 and 64 are the config defaults.
     gamma: gate scale; gate outputs lie in (0, gamma).
     use_epnet, use_ppnet: off = plain path with no gate parameters.
     gate_stop_gradient: the paper's sg() on E and O_ep at the gate inputs.
@@ -60,7 +61,7 @@ class PEPNet(nn.Module):
   num_domains: int = 1
   embed_dim: int = 16
   tower: Sequence[int] = (256, 128, 64)
-  epnet_hidden: int = 0
+  epnet_hidden: int = 128
   ppnet_hidden: int = 64
   gamma: float = 2.0
   use_epnet: bool = True
