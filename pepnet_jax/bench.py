@@ -28,6 +28,7 @@ step on the same data (benchmarks/bench_revisions.sh does both).
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import itertools
 import json
@@ -85,13 +86,40 @@ def step_flops(compiled) -> float | None:
     return None
 
 
+# ``--set PATH=VALUE`` overrides (e.g. model.epnet_hidden=0), applied to every workload's config.
+CONFIG_OVERRIDES: list[str] = []
+
+
+def apply_overrides(c, overrides=None):
+  """Sets each ``PATH=VALUE`` of ``overrides`` (default ``CONFIG_OVERRIDES``) on ``c``; VALUE
+  is read as a Python literal where it parses as one (0, 1e-3, (256, 128)), else a string."""
+  for item in CONFIG_OVERRIDES if overrides is None else overrides:
+    path, sep, text = item.partition('=')
+    if not sep or not path:
+      raise ValueError(f'--set {item!r}: use PATH=VALUE, e.g. model.epnet_hidden=0')
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *parents, leaf = path.split('.')
+    node = c
+    for name in parents:
+      node = node.get(name) if hasattr(node, 'get') else None
+      if node is None:
+        raise ValueError(f'--set {item!r}: the config has no {path!r}')
+    if leaf not in node:
+      raise ValueError(f'--set {item!r}: the config has no {path!r}')
+    node[leaf] = value
+  return c
+
+
 def bench_config(task_gates='split', update='sparse', dtype='float32', num_devices=1):
   c = configs.base_config()
   c.model.task_gates = task_gates
   c.model.dtype = dtype
   c.optim.sparse_group = 'embedding' if update == 'sparse' else ''
   c.mesh.num_devices = num_devices
-  return c
+  return apply_overrides(c)
 
 
 def compiled_steps(model, c, batches):
@@ -193,7 +221,7 @@ def kuairand_config(rows: int, batch_size: int, data_cache: str | None = None):
   configs.apply_recipe(c, 'converge', max_epochs=20)
   c.data.features = []  # the format's full preset: 40 fields
   c.data.batch_size = batch_size
-  return c
+  return apply_overrides(c)
 
 
 def kuairand_batches(ds, c, spec, infos):
@@ -361,7 +389,15 @@ def main(argv=None):
   p.add_argument('--png', default='', help='also draw a PNG chart here')
   p.add_argument('--append', action='store_true',
                  help='add to the results already in --out (e.g. a run with 8 devices)')
+  p.add_argument('--set', action='append', default=[], metavar='PATH=VALUE',
+                 help='a config override for every workload, repeatable (e.g. '
+                      'model.epnet_hidden=0, the EPNet gate width before 2026-12-07)')
   a = p.parse_args(argv)
+  try:
+    apply_overrides(configs.base_config(), a.set)  # a bad path fails here, before any workload
+  except ValueError as e:
+    p.error(str(e))
+  CONFIG_OVERRIDES[:] = a.set
   rows = []
   sizes = [int(b) for b in (a.batch_sizes or str(a.batch_size)).split(',')]
   workloads = a.workloads.split(',')
@@ -395,7 +431,7 @@ def main(argv=None):
               f'{share} of the CPU time in the kernel (allocator: {_allocator()})', flush=True)
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
          'cpu_count': os.cpu_count(), 'machine': platform.processor() or platform.machine(),
-         'jax': jax.__version__, 'allocator': _allocator(), 'steps': a.steps,
+         'jax': jax.__version__, 'allocator': _allocator(), 'overrides': a.set, 'steps': a.steps,
          'repeats': a.repeats, 'results': rows}
   if a.append and os.path.exists(a.out):
     with open(a.out) as f:

@@ -25,6 +25,19 @@ def test_kernel_share_counts_faults_per_step_and_the_kernel_share():
   assert bench.kernel_share(r(0, 1.0, 0.5), r(0, 1.0, 0.5), 1)['kernel_cpu_share'] is None
 
 
+def test_set_overrides_config_fields_and_names_a_bad_path():
+  from pepnet_jax import configs
+  c = bench.apply_overrides(configs.base_config(), ['model.epnet_hidden=0', 'model.tower=(8, 4)',
+                                                    'model.activation=gelu'])
+  assert (c.model.epnet_hidden, tuple(c.model.tower), c.model.activation) == (0, (8, 4), 'gelu')
+  with pytest.raises(ValueError, match='model.epnet_width'):
+    bench.apply_overrides(configs.base_config(), ['model.epnet_width=0'])
+  with pytest.raises(ValueError, match='PATH=VALUE'):
+    bench.apply_overrides(configs.base_config(), ['model.epnet_hidden'])
+  with pytest.raises(SystemExit):
+    bench.main(['--workloads', 'small', '--set', 'nope.x=1'])
+
+
 def test_unknown_workload_is_named():
   with pytest.raises(SystemExit):
     bench.main(['--workloads', 'tiny'])
