@@ -77,7 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.embed_dim = 16
   c.model.tower = (256, 128, 64)      # task tower widths; a width-1 logit layer follows
   # EPNet Gate NU hidden width (0 = width of E, the default until 2026-12-07; 128 matched its
-  # validation AUC on KuaiRand-format data at 0.8x the step time: docs/results/epnet_hidden/)
+  # validation AUC on KuaiRand-format data at 0.8x the FLOPs: docs/results/epnet_hidden/)
   c.model.epnet_hidden = 128
   c.model.ppnet_hidden = 64           # PPNet Gate NU hidden width (0 = prior width)
   c.model.gamma = 2.0                 # gate outputs in (0, gamma)
