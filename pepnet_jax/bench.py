@@ -86,14 +86,10 @@ def step_flops(compiled) -> float | None:
     return None
 
 
-# ``--set PATH=VALUE`` overrides (e.g. model.epnet_hidden=0), applied to every workload's config.
-CONFIG_OVERRIDES: list[str] = []
-
-
-def apply_overrides(c, overrides=None):
-  """Sets each ``PATH=VALUE`` of ``overrides`` (default ``CONFIG_OVERRIDES``) on ``c``; VALUE
-  is read as a Python literal where it parses as one (0, 1e-3, (256, 128)), else a string."""
-  for item in CONFIG_OVERRIDES if overrides is None else overrides:
+def apply_overrides(c, overrides=()):
+  """Sets each ``PATH=VALUE`` of ``overrides`` (``--set``, e.g. model.epnet_hidden=0) on ``c``;
+  VALUE is read as a Python literal where it parses as one (0, 1e-3, (256, 128)), else a string."""
+  for item in overrides:
     path, sep, text = item.partition('=')
     if not sep or not path:
       raise ValueError(f'--set {item!r}: use PATH=VALUE, e.g. model.epnet_hidden=0')
@@ -113,13 +109,14 @@ def apply_overrides(c, overrides=None):
   return c
 
 
-def bench_config(task_gates='split', update='sparse', dtype='float32', num_devices=1):
+def bench_config(task_gates='split', update='sparse', dtype='float32', num_devices=1,
+                 overrides=()):
   c = configs.base_config()
   c.model.task_gates = task_gates
   c.model.dtype = dtype
   c.optim.sparse_group = 'embedding' if update == 'sparse' else ''
   c.mesh.num_devices = num_devices
-  return apply_overrides(c)
+  return apply_overrides(c, overrides)
 
 
 def compiled_steps(model, c, batches):
@@ -173,10 +170,11 @@ def time_fn(fn, n_steps: int, repeats: int) -> list[float]:
 
 
 def run_one(workload: str, task_gates: str, update: str, dtype: str, num_devices: int,
-            batch_size: int, steps: int, repeats: int, num_batches: int = 8) -> dict:
+            batch_size: int, steps: int, repeats: int, num_batches: int = 8,
+            overrides=()) -> dict:
   infos, spec = synthetic.bench_features(video_vocab=WORKLOADS[workload])
   batches = synthetic.make_batches(infos, spec, num_batches, batch_size, seed=0)
-  c = bench_config(task_gates, update, dtype, num_devices)
+  c = bench_config(task_gates, update, dtype, num_devices, overrides)
   model = build_model(c.model, infos, spec)
   steps_, holder, dev, flops = compiled_steps(model, c, batches)
   train_n = device_loop(steps_, holder, dev)
@@ -207,7 +205,7 @@ def run_one(workload: str, task_gates: str, update: str, dtype: str, num_devices
   return res
 
 
-def kuairand_config(rows: int, batch_size: int, data_cache: str | None = None):
+def kuairand_config(rows: int, batch_size: int, data_cache: str | None = None, overrides=()):
   """experiments/kuairand.py's training config on generated data of ``rows`` log rows
   at KuaiRand-Pure's sizes (the quality data's shape, fewer rows), kept under
   ``data_cache`` (default ``DATA_CACHE``)."""
@@ -221,7 +219,7 @@ def kuairand_config(rows: int, batch_size: int, data_cache: str | None = None):
   configs.apply_recipe(c, 'converge', max_epochs=20)
   c.data.features = []  # the format's full preset: 40 fields
   c.data.batch_size = batch_size
-  return apply_overrides(c)
+  return apply_overrides(c, overrides)
 
 
 def kuairand_batches(ds, c, spec, infos):
@@ -237,9 +235,9 @@ def kuairand_batches(ds, c, spec, infos):
 
 
 def run_kuairand(batch_size: int, steps: int, repeats: int, rows: int, workdir: str,
-                 data_cache: str | None = None) -> dict:
+                 data_cache: str | None = None, overrides=()) -> dict:
   """The real training step (see the module docstring); every figure a median."""
-  c = kuairand_config(rows, batch_size, data_cache)
+  c = kuairand_config(rows, batch_size, data_cache, overrides)
   datasets, infos, spec, _, model = train.setup_run(c, workdir)
   ds = datasets['train']
   n_batches = min(steps, ds.num_train_batches(batch_size))
@@ -397,7 +395,6 @@ def main(argv=None):
     apply_overrides(configs.base_config(), a.set)  # a bad path fails here, before any workload
   except ValueError as e:
     p.error(str(e))
-  CONFIG_OVERRIDES[:] = a.set
   rows = []
   sizes = [int(b) for b in (a.batch_sizes or str(a.batch_size)).split(',')]
   workloads = a.workloads.split(',')
@@ -410,7 +407,7 @@ def main(argv=None):
   for wl, tg, up, dt, nd, bs in combos:
     print(f'benchmarking {wl} gates={tg} update={up} dtype={dt} devices={nd} batch={bs} ...',
           flush=True)
-    rows.append(run_one(wl, tg, up, dt, nd, bs, a.steps, a.repeats))
+    rows.append(run_one(wl, tg, up, dt, nd, bs, a.steps, a.repeats, overrides=a.set))
     print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
   if 'kuairand' in workloads:
     import tempfile
@@ -418,7 +415,7 @@ def main(argv=None):
       for bs in sizes:
         print(f'benchmarking kuairand (converge recipe, real batches) batch={bs} ...', flush=True)
         rows.append(run_kuairand(bs, a.steps, a.repeats, a.kuairand_rows, a.workdir or tmp,
-                                 a.data_cache or None))
+                                 a.data_cache or None, a.set))
         r = rows[-1]
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
         print(f'  validation pass over {r["eval_rows"]:,} rows: {r["evaluate_rows_per_sec"]:,.0f} '
