@@ -15,7 +15,7 @@ so it only re-evaluates).
 Recipe: 'budget' (pepnet_jax/configs.py RECIPES), as experiments/kuairand.py runs it:
 AdaGrad 0.75 with L2 on the rows a batch touches on the tables, Adam 2e-3 (after a warm-up,
 decaying linearly to 0 at the last step) with dropout 0.3 on the rest, 2 epochs at
-batch 1024, a validation each epoch and the report from the best step. (The paper's Adam
+batch 1024, one validation after the last step and the report from that step. (The paper's Adam
 5e-6 suits one pass over billions of rows and barely moves the towers on a few hundred
 thousand.) Until 2026-12-07 the demo ran 'converge_fast' for 4 epochs at batch 512
 (preset converge_fast): twice the time, a test mean AUC 0.0016 higher and a validation AUC

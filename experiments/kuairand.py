@@ -18,8 +18,9 @@ decaying linearly to 0 at the last step) instead of the paper's 5e-6, which suit
 over Kuaishou's billions of rows but leaves the towers nearly untrained here; the tables get
 AdaGrad 0.75 with L2 3e-5 on the rows a batch touches (users are seen a few dozen times
 each: their rows need a large step and a pull towards 0), the towers dropout 0.3. The
-run validates on 04-22..04-28 after each epoch and reports the test days with the best
-step's parameters (the last, as a rule: the decay ends there). The log's first lines name
+run validates on 04-22..04-28 once, after its last step (the decay makes that step the
+best, so an earlier validation would select nothing; --config.train.eval_every=N adds one
+every N steps), and reports the test days with those parameters. The log's first lines name
 the recipe. On generated data of Pure's size it reaches the slower 'converge' recipe's best
 validation AUC in 0.48x the time and finishes in 0.34x, its test AUC 0.002 lower
 (docs/performance.md, "Time to quality"); more epochs at its rates overfit.

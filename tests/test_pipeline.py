@@ -171,3 +171,26 @@ def test_closing_a_prefetcher_ends_its_producer_first():
     assert next(it) == 0
     it.close()
     assert closed == [True]
+
+
+def test_closing_a_prefetcher_with_a_full_queue_does_not_wait_out_the_producers_poll(monkeypatch):
+    """The consumer empties the queue on close, so a producer blocked on it returns at once
+    (the training loop and the bench close one every run; a 0.1 s poll cost the bench's
+    12-step host-fed figure 8 ms a step)."""
+    import time
+    monkeypatch.setattr(pipeline, 'PUT_POLL_SECONDS', 60.0)
+    made = []
+
+    def gen():
+        for i in range(100):
+            made.append(i)
+            yield i
+
+    it = pipeline.prefetch_iter(gen(), 2)
+    assert next(it) == 0
+    while len(made) < 4:  # 1 taken, 2 queued, the 4th waiting to be put
+        time.sleep(0.01)
+    t0 = time.perf_counter()
+    it.close()
+    assert time.perf_counter() - t0 < 30.0  # without the drain: the 60 s poll
+    assert len(made) <= 6

@@ -89,7 +89,9 @@ def test_recipes_set_their_rates_and_regularisers(name, values):
   got = dict(embed_lr=c.optim.embedding.lr, dense_lr=c.optim.dense.lr,
              embed_l2=c.train.embed_l2, dropout=c.model.dropout)
   assert got == values
-  assert (c.train.recipe, c.train.num_epochs, c.train.patience) == (name, 7.0, 2)
+  # 'budget' ends on its best step: one validation, after it; the others stop early.
+  assert (c.train.recipe, c.train.num_epochs, c.train.patience, c.train.valid_at_end) == (
+      name, 7.0, 0 if name == 'budget' else 2, name == 'budget')
   assert f"recipe '{name}'" in configs.describe_recipe(c)
   with pytest.raises(ValueError, match='config.train.recipe'):
     configs.apply_recipe(c, 'convergent')

@@ -110,6 +110,40 @@ def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, mo
   assert os.listdir(workdir / 'checkpoints') == ['30']
 
 
+@pytest.mark.parametrize('valid_at_end', [True, False])
+def test_valid_at_end_validates_once_after_the_last_step(tmp_path, monkeypatch, valid_at_end):
+  """The 'budget' recipe's setting: with eval_every = 0 and patience = 0, one validation
+  after the last step, and the report from that step; without it, no validation."""
+  real_setup, real_eval = train.setup_run, train.evaluate_dataset
+  seen, steps_validated = {}, []
+
+  def setup_run(config, workdir, data=None):
+    out = real_setup(config, workdir, data)
+    seen['valid'] = out[0]['valid']
+    return out
+
+  def evaluate(steps, params, dataset, spec, batch_size, extra_metrics=()):
+    if dataset is seen['valid']:
+      steps_validated.append(True)
+    return real_eval(steps, params, dataset, spec, batch_size, extra_metrics)
+
+  monkeypatch.setattr(train, 'setup_run', setup_run)
+  monkeypatch.setattr(train, 'evaluate_dataset', evaluate)
+  c = tiny_config(tmp_path)
+  c.train.num_steps, c.train.eval_every, c.train.patience = 12, 0, 0
+  c.train.valid_at_end = valid_at_end
+  workdir = tmp_path / 'run'
+  result = train.train_and_evaluate(c, str(workdir))
+  lines = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  valid_steps = [r['step'] for r in lines if r['split'] == 'valid']
+  assert result['step'] == 12
+  if valid_at_end:
+    assert len(steps_validated) == 1 and valid_steps == [12]
+    assert result['selected']['step'] == 12 and result['best_valid']['mean']['auc'] > 0
+  else:
+    assert steps_validated == [] and valid_steps == [] and 'selected' not in result
+
+
 def _results(positives: dict, auc: dict) -> dict:
   return {'overall': {t: {'positives': positives[t], 'auc': auc[t]} for t in positives}}
 

@@ -264,6 +264,9 @@ class Dataset:
         return prefetch_iter(gen, prefetch) if prefetch else gen
 
 
+PUT_POLL_SECONDS = 0.1  # how often a producer waiting on a full queue looks for a stop
+
+
 def prefetch_iter(gen: Iterator[Any], depth: int) -> Iterator[Any]:
     """Run `gen` in a background thread, `depth` items ahead; stops when the consumer does.
 
@@ -278,7 +281,7 @@ def prefetch_iter(gen: Iterator[Any], depth: int) -> Iterator[Any]:
     def put(item) -> bool:
         while not stop.is_set():
             try:
-                q.put(item, timeout=0.1)
+                q.put(item, timeout=PUT_POLL_SECONDS)
                 return True
             except queue.Full:
                 continue
@@ -309,6 +312,11 @@ def prefetch_iter(gen: Iterator[Any], depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
+        while True:  # a producer blocked on a full queue returns at once, not after its timeout
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
         t.join()
 
 

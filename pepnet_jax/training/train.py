@@ -197,13 +197,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return _train_and_evaluate(config, workdir)
 
 
-def _selector(config, steps_per_epoch: int, meta: dict, has_valid: bool):
+def _selector(config, steps_per_epoch: int, total: int, meta: dict, has_valid: bool):
   """(selector or None, validation interval in steps)."""
   tc = config.train
   eval_every = int(tc.eval_every)
   patience = int(tc.get('patience', 0))
   if patience and not eval_every:
     eval_every = steps_per_epoch  # early stopping needs validations: one an epoch
+  if not eval_every and tc.get('valid_at_end', False):
+    eval_every = max(int(total), 1)  # one validation, after the last step
   if not (has_valid and eval_every and tc.get('select_best', True)):
     if patience and not has_valid:
       raise ValueError(f'config.train.patience={patience} needs a validation split '
@@ -264,7 +266,7 @@ def _set_up(config, workdir: str) -> _Run:
   state, meta, start = restore_or_explain(checkpointer, state, config, workdir, old_config_text)
   if start:
     print(f'Resumed from checkpoint at step {start} in {workdir}', flush=True)
-  selector, eval_every = _selector(config, steps_per_epoch, meta, 'valid' in datasets)
+  selector, eval_every = _selector(config, steps_per_epoch, total, meta, 'valid' in datasets)
   best_ckpt = (ckpt_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
                if selector else None)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -280,7 +282,10 @@ def _announce(run: _Run) -> None:
         f'{run.total} steps, batch {config.data.batch_size}, '
         f'{len(jax.devices())} device(s) [{jax.default_backend()}]', flush=True)
   print(configs.describe_recipe(config), flush=True)
-  if selector:
+  if selector and run.eval_every >= run.total and not selector.patience:
+    print(f'Model selection: one validation ({selector.metric}), after the last step; the '
+          'report uses that step', flush=True)
+  elif selector:
     print(f'Model selection: validation {selector.metric} ({selector.mode}) every '
           f'{run.eval_every} steps; ' + (f'early stopping after {selector.patience} evaluations '
                                          'without improvement' if selector.patience
