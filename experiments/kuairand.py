@@ -22,7 +22,7 @@ run validates on 04-22..04-28 once, after its last step (the decay makes that st
 best, so an earlier validation would select nothing; --config.train.eval_every=N adds one
 every N steps), and reports the test days with those parameters. The log's first lines name
 the recipe. On generated data of Pure's size it reaches the slower 'converge' recipe's best
-validation AUC in 0.48x the time and finishes in 0.34x, its test AUC 0.002 lower
+validation AUC in 0.32x the time and finishes in 0.22x, its test AUC 0.002 lower
 (docs/performance.md, "Time to quality"); more epochs at its rates overfit.
 
 Presets (comma-separated):
