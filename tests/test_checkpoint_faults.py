@@ -271,3 +271,23 @@ def test_save_refuses_up_front_when_the_disk_is_too_full(saved, monkeypatch):
     c.save(30, make_state(3.0))
   assert c.all_steps() == before
   c.close()
+
+
+def test_replace_writes_a_step_that_is_already_there(saved):
+  """The best-step folder of a resumed run: a step kept by an earlier, interrupted run is
+  validated again and saved over; without ``replace`` orbax refuses the second write."""
+  c = ckpt.Checkpointer(saved, max_to_keep=3)
+  with pytest.raises(ckpt.CheckpointSaveError, match='already exists'):
+    c.save(20, make_state(3.0), {'examples': 300}, force=True)
+    c.wait()
+  c.close()
+  c = ckpt.Checkpointer(saved, max_to_keep=3)
+  assert c.save(20, make_state(3.0), {'examples': 300}, force=True, replace=True)
+  c.wait()
+  state, meta = c.restore(make_state(0.0), 20)
+  c.close()
+  assert_tree_equal(state, make_state(3.0))
+  assert meta['examples'] == 300
+  c = ckpt.Checkpointer(saved)
+  assert c.all_steps() == [10, 20]
+  c.close()

@@ -179,8 +179,13 @@ class Checkpointer:
 
   # ------------------------------------------------------------------ save
 
-  def save(self, step: int, state: Any, meta: dict | None = None, force: bool = False) -> bool:
+  def save(self, step: int, state: Any, meta: dict | None = None, force: bool = False,
+           replace: bool = False) -> bool:
     """Starts an async save; False when orbax's interval policy skips ``step``.
+
+    ``replace``: a checkpoint of ``step`` already there is deleted first (orbax refuses to
+    write a step twice); the best-step folder needs it when a resumed run validates a step
+    again that an earlier, interrupted run had already kept.
 
     Raises NonFiniteStateError (nothing saved, earlier steps untouched) when
     a float array of ``state`` holds NaN/inf, and CheckpointSaveError when
@@ -194,6 +199,8 @@ class Checkpointer:
     if bad:
       raise NonFiniteStateError(self.directory, step, bad, n_float, self.latest_step())
     self._preflight(step, state)
+    if replace and step in self.manager.all_steps():
+      self.manager.delete(step)
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               meta=ocp.args.JsonSave(dict(meta or {}, step=step)))
     self._pending, self._pending_existed = step, os.path.isdir(self._step_dir(step))

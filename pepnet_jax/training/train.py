@@ -338,7 +338,7 @@ class _Validation:
     best = selector.update(step, scalars) if selector else False
     progress.report(step, 'valid', scalars, note='(best)' if best else '')
     if best:
-      run.best_ckpt.save(step, state, meta={'valid': _summary(res)}, force=True)
+      run.best_ckpt.save(step, state, meta={'valid': _summary(res)}, force=True, replace=True)
       # Finished before anything else saves: in a multi-host job orbax names its
       # barriers by step, so the periodic save of this same step would collide.
       run.best_ckpt.wait()
