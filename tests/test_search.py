@@ -285,3 +285,17 @@ def test_tpe_search_in_sqlite_resumes_retries_and_shares_a_study(tmp_path, exper
   fake3 = FakeRunner()
   run(experiment, sweep_dir, fake3, sampler='tpe', trials=6)
   assert fake3.calls == []  # the study has 6 trials: nothing left to do
+
+
+@pytest.mark.parametrize('extra,warned', [
+    ([], False),
+    (['--config.train.report_split=test'], True),
+    (['--config.train.report_split=test', '--config.train.valid_at_end=True'], False),
+    (['--config.train.report_split=test', '--config.train.eval_every=2'], False),
+])
+def test_the_search_warns_up_front_when_no_trial_would_validate(experiment, extra, warned):
+  """train.valid_at_end (the 'budget' recipe) validates after the last step: no warning."""
+  lines = []
+  search_lib._check_validation_reported(experiment, search_lib.load_search(experiment), extra,
+                                        lines.append)
+  assert any('warning: runs evaluate on validation data only' in x for x in lines) == warned

@@ -287,10 +287,11 @@ def _check_validation_reported(config: str, search: Search, extra: Sequence[str]
   cfg = next(iter(validate(config, probes, extra).values()))
   tc = cfg.get('train', {})
   split = tc.get('report_split', 'test')
-  if not tc.get('eval_every') and not tc.get('patience') and split != 'valid':
+  if (not tc.get('eval_every') and not tc.get('patience') and not tc.get('valid_at_end')
+      and split != 'valid'):
     out('warning: runs evaluate on validation data only with train.eval_every > 0, '
-        'train.patience > 0 or train.report_split="valid"; as configured, '
-        f'{search.metric} will come from the {split} split.')
+        'train.patience > 0, train.valid_at_end or train.report_split="valid"; as '
+        f'configured, {search.metric} will come from the {split} split.')
 
 
 def run_search(config: str, sweep_dir: str, search: Search, *, trials: int | None = None,
