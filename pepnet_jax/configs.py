@@ -246,12 +246,10 @@ def apply_recipe(c: ml_collections.ConfigDict, name: str, max_epochs: float = 20
     c.model.dropout = r['dropout']
     c.train.num_epochs = float(max_epochs)
     c.train.eval_every = 0    # patience > 0: one validation an epoch
-    c.train.patience = 2
+    # 'budget' ends on its best step (the decay): it validates that step alone
+    c.train.patience = 0 if name == 'budget' else 2
+    c.train.valid_at_end = name == 'budget'
     c.train.select_metric = 'mean_auc'
-    c.train.valid_at_end = False
-    if name == 'budget':       # the last step is the best: validate it alone
-      c.train.patience = 0
-      c.train.valid_at_end = True
   else:
     raise ValueError(f'config.train.recipe={name!r}: use one of {sorted(RECIPES)}')
   c.train.recipe = name

@@ -64,10 +64,9 @@ def tiny_config(tmp_path):
   return c
 
 
-def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, monkeypatch):
-  """Validation AUC follows CURVE: best at the 3rd evaluation (step 15), three
-  worse ones after it stop training at step 30; the test report comes from
-  step 15's parameters, which survive keep_checkpoints=1."""
+def on_validation(monkeypatch, hook):
+  """Runs ``hook(result, params)`` on each validation result (the 'valid' split's, not the
+  report's) before the trainer reads it: tests fabricate curves or count validations."""
   real_setup, real_eval = train.setup_run, train.evaluate_dataset
   seen = {}
 
@@ -76,17 +75,27 @@ def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, mo
     seen['valid'] = out[0]['valid']
     return out
 
-  calls = []
-
   def evaluate(steps, params, dataset, spec, batch_size, extra_metrics=()):
     res = real_eval(steps, params, dataset, spec, batch_size, extra_metrics)
     if dataset is seen['valid']:
-      res['mean']['auc'] = CURVE[len(calls)]
-      calls.append(np.asarray(params['embed']['user_id']).copy())
+      hook(res, params)
     return res
 
   monkeypatch.setattr(train, 'setup_run', setup_run)
   monkeypatch.setattr(train, 'evaluate_dataset', evaluate)
+
+
+def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, monkeypatch):
+  """Validation AUC follows CURVE: best at the 3rd evaluation (step 15), three
+  worse ones after it stop training at step 30; the test report comes from
+  step 15's parameters, which survive keep_checkpoints=1."""
+  calls = []
+
+  def fabricate(res, params):
+    res['mean']['auc'] = CURVE[len(calls)]
+    calls.append(np.asarray(params['embed']['user_id']).copy())
+
+  on_validation(monkeypatch, fabricate)
   workdir = tmp_path / 'run'
   result = train.train_and_evaluate(tiny_config(tmp_path), str(workdir))
   assert len(calls) == 6
@@ -114,21 +123,8 @@ def test_early_stopping_reports_the_best_step_on_a_fabricated_curve(tmp_path, mo
 def test_valid_at_end_validates_once_after_the_last_step(tmp_path, monkeypatch, valid_at_end):
   """The 'budget' recipe's setting: with eval_every = 0 and patience = 0, one validation
   after the last step, and the report from that step; without it, no validation."""
-  real_setup, real_eval = train.setup_run, train.evaluate_dataset
-  seen, steps_validated = {}, []
-
-  def setup_run(config, workdir, data=None):
-    out = real_setup(config, workdir, data)
-    seen['valid'] = out[0]['valid']
-    return out
-
-  def evaluate(steps, params, dataset, spec, batch_size, extra_metrics=()):
-    if dataset is seen['valid']:
-      steps_validated.append(True)
-    return real_eval(steps, params, dataset, spec, batch_size, extra_metrics)
-
-  monkeypatch.setattr(train, 'setup_run', setup_run)
-  monkeypatch.setattr(train, 'evaluate_dataset', evaluate)
+  steps_validated = []
+  on_validation(monkeypatch, lambda res, params: steps_validated.append(True))
   c = tiny_config(tmp_path)
   c.train.num_steps, c.train.eval_every, c.train.patience = 12, 0, 0
   c.train.valid_at_end = valid_at_end
@@ -176,27 +172,17 @@ def test_select_min_positives_config_errors(tmp_path, field, value, metric, matc
 def test_selection_on_the_judged_mean_ignores_a_rare_task(tmp_path, monkeypatch):
   """is_hate (fabricated: 10 validation positives) peaks where the other tasks are
   worst: the mean over all tasks would keep step 5, the judged mean keeps step 15."""
-  real_setup, real_eval = train.setup_run, train.evaluate_dataset
-  seen, calls = {}, []
+  calls = []
 
-  def setup_run(config, workdir, data=None):
-    out = real_setup(config, workdir, data)
-    seen['valid'] = out[0]['valid']
-    return out
+  def fabricate(res, params):
+    for t, v in res['overall'].items():
+      rare = t == 'is_hate'
+      v['positives'] = 10 if rare else 1000
+      v['auc'] = 1.0 - 8 * (CURVE[len(calls)] - 0.60) if rare else CURVE[len(calls)]
+    res['mean']['auc'] = float(np.mean([v['auc'] for v in res['overall'].values()]))
+    calls.append(res['mean']['auc'])
 
-  def evaluate(steps, params, dataset, spec, batch_size, extra_metrics=()):
-    res = real_eval(steps, params, dataset, spec, batch_size, extra_metrics)
-    if dataset is seen['valid']:
-      for t, v in res['overall'].items():
-        rare = t == 'is_hate'
-        v['positives'] = 10 if rare else 1000
-        v['auc'] = 1.0 - 8 * (CURVE[len(calls)] - 0.60) if rare else CURVE[len(calls)]
-      res['mean']['auc'] = float(np.mean([v['auc'] for v in res['overall'].values()]))
-      calls.append(res['mean']['auc'])
-    return res
-
-  monkeypatch.setattr(train, 'setup_run', setup_run)
-  monkeypatch.setattr(train, 'evaluate_dataset', evaluate)
+  on_validation(monkeypatch, fabricate)
   c = tiny_config(tmp_path)
   c.train.select_min_positives = 100
   workdir = tmp_path / 'run'
